@@ -1,0 +1,52 @@
+"""``FitLoop``: the top-level training loop, counting epochs.
+
+::
+
+    for epoch in range(max_epochs):          # FitLoop
+        for batch in train_dataloader:       # TrainingEpochLoop
+            ...                              # TrainingBatchLoop → OptimizerLoop | ManualOptimization
+            if time_to_validate:
+                for val_batch in val_dataloader:  # EvaluationLoop → EvaluationEpochLoop
+                    ...
+
+All bookkeeping (hooks, progress, restart stages, dataloader set-up) is Lightning 2's own ``_FitLoop``; this class
+adds the public contract of :class:`~alkit.loops.Loop` so it can be subclassed, replaced and run like in 1.x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytorch_lightning.loops.fit_loop import _FitLoop
+
+from alkit.loops.loop import Loop
+from alkit.loops.training_epoch_loop import TrainingEpochLoop
+
+__all__ = ["FitLoop"]
+
+
+class FitLoop(_FitLoop, Loop):
+    """Iterates over epochs; its ``epoch_loop`` (a :class:`TrainingEpochLoop`) runs one epoch per ``advance``.
+
+    Args:
+        min_epochs: train at least this many epochs (early stopping waits for it).
+        max_epochs: stop after this many epochs; ``-1`` means no limit.
+    """
+
+    _carried_attributes = (
+        "_data_source",
+        "_combined_loader",
+        "_data_fetcher",
+        "max_batches",
+        "_last_train_dl_reload_epoch",
+        "_combined_loader_states_to_load",
+    )
+
+    def __init__(self, min_epochs: int | None = 0, max_epochs: int | None = None) -> None:
+        super().__init__(None, min_epochs=min_epochs, max_epochs=max_epochs)  # type: ignore[arg-type]
+        self.epoch_loop = TrainingEpochLoop()
+
+    def run(self) -> Any:
+        """Set up the training data, then run the epochs (the :class:`~alkit.loops.Loop` contract)."""
+        self.setup_data()
+        return Loop.run(self)

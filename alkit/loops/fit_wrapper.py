@@ -1,0 +1,177 @@
+"""``FitWrapperLoop``: the base of research loops that run the FitLoop several times (folds, labelling rounds).
+
+::
+
+    for segment in segments:                 # e.g. for fold in folds / for round in rounds
+        prepare(segment)                     # new fold / newly labelled data
+        run_fit(num_epochs)                  # fresh optimizers, schedulers, callback state; counters keep growing
+        run_test()                           # metrics of this segment
+    ...
+
+It is attached in the FitLoop's place (``loop.connect(trainer.fit_loop); trainer.fit_loop = loop``) and answers
+Lightning's reads and writes of fit-loop internals through the wrapped loop. The traps it exists to avoid were
+measured in the seed systems (see ``shared/ANCHORS.md``): optimizers rebuilt while the trainer was in the testing
+state (so never rebuilt), a second fit that did nothing because ``max_epochs`` was already reached, EarlyStopping
+and ModelCheckpoint state leaking from one fold or round into the next.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import ChainMap
+from typing import Any
+
+import torch
+from pytorch_lightning.loops.fit_loop import _FitLoop
+from pytorch_lightning.trainer.states import RunningStage, TrainerFn
+
+from alkit.loops.loop import Loop
+
+__all__ = ["FitWrapperLoop"]
+
+
+class FitWrapperLoop(Loop):
+    """Runs the wrapped FitLoop in segments; subclasses implement ``done`` and ``advance`` with ``run_fit``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._segment_active = False
+        self._segment_end_epoch = 0
+        self._resumed_mid_segment = False
+        self._initial_callback_states: dict[str, dict[str, Any]] = {}
+
+    def connect(self, fit_loop: _FitLoop) -> None:  # type: ignore[override]
+        """Wrap ``fit_loop`` (usually ``trainer.fit_loop``); then assign this loop as ``trainer.fit_loop``."""
+        if not isinstance(fit_loop, _FitLoop):
+            raise TypeError(
+                f"`{type(self).__name__}.connect` expects the trainer's FitLoop (e.g. `trainer.fit_loop`),"
+                f" got {type(fit_loop).__name__}."
+            )
+        self.__dict__.pop("_delegate", None)  # `self.fit_loop = ...` must not be forwarded to an older loop
+        self.fit_loop = fit_loop
+        self.stand_in_for(fit_loop)
+
+    @property
+    def fit_loop_connected(self) -> bool:
+        return isinstance(self.__dict__.get("fit_loop"), _FitLoop)
+
+    def _require_fit_loop(self) -> _FitLoop:
+        fit_loop = self.__dict__.get("fit_loop")
+        if not isinstance(fit_loop, _FitLoop):
+            raise RuntimeError(
+                f"`{type(self).__name__}` wraps no FitLoop: call `loop.connect(trainer.fit_loop)` before"
+                " `trainer.fit_loop = loop`."
+            )
+        return fit_loop
+
+    # ------------------------------------------------------------------------------------------------------------
+    # segments
+    # ------------------------------------------------------------------------------------------------------------
+    def on_run_start(self, *args: Any, **kwargs: Any) -> None:
+        self._require_fit_loop()
+        self._remember_initial_callback_states()
+
+    def run_fit(self, num_epochs: int, reload_dataloaders: bool = True) -> None:
+        """Train exactly ``num_epochs`` more epochs as a fresh fit: new optimizers, schedulers and callback state.
+
+        Epoch and step counters keep growing across segments so logged curves stay monotonic. A run resumed from a
+        checkpoint saved inside a segment continues that segment with its restored optimizer and callback state.
+        """
+        if num_epochs < 1:
+            raise ValueError(f"`num_epochs` must be at least 1, got {num_epochs}.")
+        fit_loop = self._require_fit_loop()
+        trainer = self.trainer
+        if self._resumed_mid_segment:
+            self._resumed_mid_segment = False
+        else:
+            trainer.should_stop = False
+            self._segment_end_epoch = fit_loop.epoch_progress.current.processed + num_epochs
+            if reload_dataloaders:
+                self._drop_train_and_val_dataloaders()
+            self.reset_optimizers()
+            self.reset_callbacks()
+        fit_loop.max_epochs = self._segment_end_epoch
+        self._segment_active = True
+        fit_loop.run()
+        self._segment_active = False
+
+    def reset_optimizers(self) -> None:
+        """Rebuild optimizers and LR schedulers from ``configure_optimizers`` (fresh state, initial LR)."""
+        trainer = self.trainer
+        trainer.strategy.setup_optimizers(trainer)
+
+    def reset_callbacks(self) -> None:
+        """Give every stateful callback (EarlyStopping, ModelCheckpoint, ...) back its state from the run's start."""
+        for callback in self.trainer.callbacks:
+            state = self._initial_callback_states.get(callback.state_key)
+            if state is not None:
+                callback.load_state_dict(copy.deepcopy(state))
+
+    def _remember_initial_callback_states(self) -> None:
+        for callback in self.trainer.callbacks:
+            if callback.state_key not in self._initial_callback_states:
+                self._initial_callback_states[callback.state_key] = copy.deepcopy(callback.state_dict())
+
+    def _drop_train_and_val_dataloaders(self) -> None:
+        """Make the next fit request fresh dataloaders (the labelled set or the fold changed)."""
+        fit_loop = self._require_fit_loop()
+        if fit_loop._data_fetcher is not None:
+            fit_loop._data_fetcher.teardown()
+            fit_loop._data_fetcher = None
+        fit_loop._combined_loader = None
+        fit_loop.epoch_loop.val_loop._combined_loader = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # evaluation from inside fit
+    # ------------------------------------------------------------------------------------------------------------
+    def run_validation(self) -> dict[str, float]:
+        """Run the trainer's ``validate_loop`` now; returns the logged metrics (empty without validation data)."""
+        return self._run_evaluation(self.trainer.validate_loop, TrainerFn.VALIDATING, RunningStage.VALIDATING)
+
+    def run_test(self) -> dict[str, float]:
+        """Run the trainer's ``test_loop`` now; returns the logged metrics (empty without test data or step)."""
+        return self._run_evaluation(self.trainer.test_loop, TrainerFn.TESTING, RunningStage.TESTING)
+
+    def _run_evaluation(self, loop: Any, fn: TrainerFn, stage: RunningStage) -> dict[str, float]:
+        trainer = self.trainer
+        if not loop._data_source.is_defined():
+            return {}
+        previous_fn, previous_stage = trainer.state.fn, trainer.state.stage
+        trainer.state.fn = fn
+        trainer.state.stage = stage
+        try:
+            outputs = loop.run()
+        finally:
+            loop.teardown()
+            trainer.state.fn = previous_fn
+            trainer.state.stage = previous_stage
+            torch.set_grad_enabled(True)
+        merged = dict(ChainMap(*outputs)) if outputs else {}
+        return {k: float(v.item()) if isinstance(v, torch.Tensor) else float(v) for k, v in merged.items()}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # weights
+    # ------------------------------------------------------------------------------------------------------------
+    def snapshot_weights(self) -> dict[str, torch.Tensor]:
+        """A detached CPU copy of the model's weights (to restore later with ``restore_weights``)."""
+        return {k: v.detach().cpu().clone() for k, v in self.trainer.lightning_module.state_dict().items()}
+
+    def restore_weights(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Load weights taken with ``snapshot_weights`` back into the model."""
+        self.trainer.lightning_module.load_state_dict(snapshot)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # checkpointing
+    # ------------------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self) -> dict:
+        return {
+            "segment_active": self._segment_active,
+            "segment_end_epoch": self._segment_end_epoch,
+            "initial_callback_states": copy.deepcopy(self._initial_callback_states),
+        }
+
+    def on_load_checkpoint(self, state_dict: dict) -> None:
+        self._segment_active = bool(state_dict.get("segment_active", False))
+        self._segment_end_epoch = int(state_dict.get("segment_end_epoch", 0))
+        self._resumed_mid_segment = self._segment_active
+        self._initial_callback_states = copy.deepcopy(state_dict.get("initial_callback_states", {}))
