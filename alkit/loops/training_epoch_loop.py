@@ -83,6 +83,19 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
         """The manual-optimization loop of ``batch_loop`` (Lightning 2's name for it)."""
         return self.batch_loop.manual_loop
 
+    # ------------------------------------------------------------------------------------------------------------
+    # checkpoint layout: Lightning's own, so checkpoints move freely between pl.Trainer and alkit.Trainer
+    # ------------------------------------------------------------------------------------------------------------
+    def state_dict(self, destination: dict | None = None, prefix: str = "") -> dict:
+        own: dict = Loop.state_dict(self, {}, "")
+        destination = {} if destination is None else destination
+        destination.update({prefix + _to_lightning_key(k): v for k, v in own.items()})
+        return destination
+
+    def load_state_dict(self, state_dict: dict, prefix: str = "") -> None:
+        translated = {_from_lightning_key(k[len(prefix) :]): v for k, v in state_dict.items() if k.startswith(prefix)}
+        Loop.load_state_dict(self, translated, "")
+
     def run(self, data_fetcher: _DataFetcher) -> Any:
         """Run one epoch over ``data_fetcher`` (the :class:`~alkit.loops.Loop` contract)."""
         return Loop.run(self, data_fetcher)
@@ -198,3 +211,23 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
             batch_idx = self.batch_idx + 1
         self.batch_progress.is_last_batch = data_fetcher.done
         return batch, batch_idx, dataloader_iter
+
+
+_LAYOUT = (
+    ("batch_loop.optimizer_loop.", "automatic_optimization."),
+    ("batch_loop.manual_loop.", "manual_optimization."),
+)
+
+
+def _to_lightning_key(key: str) -> str:
+    for ours, lightning in _LAYOUT:
+        if key.startswith(ours):
+            return lightning + key[len(ours) :]
+    return key
+
+
+def _from_lightning_key(key: str) -> str:
+    for ours, lightning in _LAYOUT:
+        if key.startswith(lightning):
+            return ours + key[len(lightning) :]
+    return key
