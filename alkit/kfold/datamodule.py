@@ -1,0 +1,329 @@
+"""Fold-aware datamodules: the small protocol ``KFoldLoop`` talks to, and a wrapper that gives it to any datamodule.
+
+``KFoldLoop`` only ever calls two methods on its datamodule – ``setup_folds(num_folds)`` once, then
+``setup_fold_index(i)`` before fold ``i`` – so a user can bring their own fold logic by subclassing
+:class:`BaseKFoldDataModule`. :class:`KFoldDataModule` implements the protocol for any ``LightningDataModule`` that
+has a training set, using scikit-learn's splitters (see :mod:`alkit.kfold.splits`).
+
+Optional protocol for deterministic held-out folds: a wrapped datamodule may define a method
+``train_dataset_for_evaluation()`` returning the *same samples in the same order* as its training set but with
+evaluation (deterministic) transforms. When present, the held-out fold of every split is drawn from it, so
+validation does not see random crops/flips; otherwise the training dataset is used as is (with a warning when it
+carries a ``transform``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import numbers
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.model_helpers import is_overridden
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
+
+from alkit.kfold.splits import Fold, make_folds, read_targets, splitter_needs_targets
+
+__all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOK"]
+
+#: Name of the optional method of a wrapped datamodule returning its training set with evaluation transforms.
+EVAL_DATASET_HOOK = "train_dataset_for_evaluation"
+
+# DataLoader settings carried over from the wrapped datamodule's train_dataloader() to the fold loaders.
+_LOADER_SETTINGS = (
+    "batch_size",
+    "num_workers",
+    "collate_fn",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "multiprocessing_context",
+    "generator",
+    "prefetch_factor",
+    "persistent_workers",
+    "pin_memory_device",
+    "in_order",
+)
+
+
+class BaseKFoldDataModule(pl.LightningDataModule, ABC):
+    """What ``KFoldLoop`` needs from a datamodule: compute the folds once, then switch to one fold at a time.
+
+    After ``setup_fold_index(i)``, ``train_dataloader()`` must serve fold ``i``'s training part and
+    ``val_dataloader()`` its held-out part. ``test_dataloader()`` (optional) serves data shared by all folds.
+    """
+
+    @abstractmethod
+    def setup_folds(self, num_folds: int) -> None:
+        """Compute ``num_folds`` folds. Must be deterministic: it runs on every process under ``ddp_spawn``."""
+
+    @abstractmethod
+    def setup_fold_index(self, fold_index: int) -> None:
+        """Make fold ``fold_index`` the current one for the train/val dataloaders."""
+
+    @property
+    def has_test_data(self) -> bool:
+        """Whether ``test_dataloader()`` serves data (the loop tests each fold and the ensemble only then)."""
+        return is_overridden("test_dataloader", self, pl.LightningDataModule)
+
+
+class KFoldDataModule(BaseKFoldDataModule):
+    """Turn any ``LightningDataModule`` with a training set into a k-fold one.
+
+    Fold ``i`` trains on the other folds' samples and validates on its held-out samples; testing uses the wrapped
+    datamodule's test set (when it has one). Batch size, workers, ``collate_fn`` and the other ``DataLoader``
+    settings come from the wrapped datamodule's ``train_dataloader()``; transforms come with its datasets.
+
+    Args:
+        datamodule: the datamodule to cross-validate. Its training set is its ``train_dataloader()``'s dataset, or
+            its ``train_dataset`` attribute when it has no ``train_dataloader``.
+        splitter: any scikit-learn splitter (``KFold``, ``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``,
+            ``RepeatedStratifiedKFold``, ...). ``None``: a shuffled, seeded ``KFold`` (``StratifiedKFold`` with
+            ``stratify=True``, ``GroupKFold`` with ``groups``) with ``num_folds`` splits.
+        stratify: keep class ratios in every fold; targets are read from the training set's ``targets``.
+        groups: one group id per training sample; a group never straddles train and held-out parts.
+        seed: seeds the default splitter and any splitter left with ``random_state=None``; folds are a pure function
+            of the data and the seed, hence identical on every ``ddp_spawn`` rank and after a resume.
+
+    Indices in :attr:`folds` are positions in the training set.
+    """
+
+    def __init__(
+        self,
+        datamodule: pl.LightningDataModule,
+        splitter: Any = None,
+        stratify: bool = False,
+        groups: Any = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(datamodule, pl.LightningDataModule):
+            raise TypeError(
+                f"datamodule={datamodule!r} is invalid: expected a pytorch_lightning.LightningDataModule "
+                "(build one with LightningDataModule.from_datasets(train_dataset=...) for plain datasets)"
+            )
+        if splitter is not None and not callable(getattr(splitter, "split", None)):
+            raise TypeError(
+                f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
+                "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5), or None"
+            )
+        if not isinstance(stratify, bool):
+            raise TypeError(f"stratify={stratify!r} is invalid: expected True or False")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed={seed!r} is invalid: expected an int")
+        self.datamodule = datamodule
+        self.splitter = splitter
+        self.stratify = stratify
+        self.groups = groups
+        self.seed = int(seed)
+        self.folds: list[Fold] | None = None
+        self.fold_index: int | None = None
+        self._setup_stages: set[str] = set()
+        self._train_dataset: Dataset | None = None
+        self._eval_dataset: Dataset | None = None
+        self._loader_settings: dict[str, Any] | None = None
+        self._train_fold: Dataset | None = None
+        self._val_fold: Dataset | None = None
+
+    # ------------------------------------------------------------------ Lightning hooks, forwarded
+    def prepare_data(self) -> None:
+        self.datamodule.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        # Once per stage: a wrapped setup() that redraws a random split would silently change the samples the
+        # already computed fold indices point to.
+        if stage not in self._setup_stages:
+            self._setup_stages.add(stage)
+            self.datamodule.setup(stage)
+
+    def teardown(self, stage: str) -> None:
+        self.datamodule.teardown(stage)
+
+    # ------------------------------------------------------------------ the k-fold protocol
+    def setup_folds(self, num_folds: int | None) -> None:
+        """Compute the folds (``num_folds`` may be ``None`` when a splitter decides the number)."""
+        dataset = self.train_dataset
+        targets = None
+        if self.stratify or (self.splitter is not None and splitter_needs_targets(self.splitter)):
+            targets = read_targets(dataset)
+        self.folds = make_folds(
+            len(dataset),
+            num_folds,
+            splitter=self.splitter,
+            targets=targets,
+            stratify=self.stratify,
+            groups=self.groups,
+            seed=self.seed,
+        )
+        self.fold_index = None
+
+    def setup_fold_index(self, fold_index: int) -> None:
+        folds = self._require_folds()
+        if isinstance(fold_index, bool) or not isinstance(fold_index, numbers.Integral):
+            raise TypeError(f"fold_index={fold_index!r} is invalid: expected an int in [0, {len(folds) - 1}]")
+        if not 0 <= fold_index < len(folds):
+            raise IndexError(f"fold_index={fold_index} is out of range: accepted is 0 <= fold_index < {len(folds)}")
+        fold = folds[fold_index]
+        self.fold_index = int(fold_index)
+        self._train_fold = Subset(self.train_dataset, fold.train_indices.tolist())
+        self._val_fold = Subset(self.eval_dataset, fold.val_indices.tolist())
+
+    # ------------------------------------------------------------------ dataloaders
+    def train_dataloader(self) -> DataLoader:
+        settings = self.loader_settings
+        return DataLoader(self._require_fold()[0], shuffle=settings["shuffle"], **settings["kwargs"])
+
+    def val_dataloader(self) -> DataLoader:
+        kwargs = dict(self.loader_settings["kwargs"], drop_last=False)  # every held-out sample is evaluated
+        return DataLoader(self._require_fold()[1], shuffle=False, **kwargs)
+
+    def test_dataloader(self) -> Any:
+        if not self.has_test_data:
+            raise RuntimeError(
+                f"the wrapped datamodule {type(self.datamodule).__name__} has no test_dataloader(); "
+                "k-fold testing needs one (check KFoldDataModule.has_test_data first)"
+            )
+        self.setup("test")
+        return self.datamodule.test_dataloader()
+
+    @property
+    def has_test_data(self) -> bool:
+        return is_overridden("test_dataloader", self.datamodule, pl.LightningDataModule)
+
+    # ------------------------------------------------------------------ fold inspection
+    @property
+    def num_folds(self) -> int:
+        return len(self._require_folds())
+
+    @property
+    def fold_sizes(self) -> list[tuple[int, int]]:
+        """``(n_train, n_held_out)`` per fold."""
+        return [(len(f.train_indices), len(f.val_indices)) for f in self._require_folds()]
+
+    def fold_indices(self, fold_index: int) -> Fold:
+        """Positions (in the training set) of fold ``fold_index``'s training and held-out samples."""
+        return self._require_folds()[fold_index]
+
+    def folds_fingerprint(self) -> str:
+        """A short hash of all fold indices: lets a resumed run check it sees the same folds as before."""
+        return folds_fingerprint(self._require_folds())
+
+    # ------------------------------------------------------------------ the wrapped training set
+    @property
+    def train_dataset(self) -> Dataset:
+        """The wrapped datamodule's training set (the one the fold indices point into)."""
+        if self._train_dataset is None:
+            self._resolve_training_set()
+        return self._train_dataset
+
+    @property
+    def eval_dataset(self) -> Dataset:
+        """The training set with evaluation transforms if the wrapped datamodule offers it, else the training set."""
+        if self._eval_dataset is None:
+            self._resolve_eval_dataset()
+        return self._eval_dataset
+
+    @property
+    def loader_settings(self) -> dict[str, Any]:
+        if self._loader_settings is None:
+            self._resolve_training_set()
+        return self._loader_settings
+
+    def _resolve_training_set(self) -> None:
+        self.setup("fit")
+        dm = self.datamodule
+        loader = None
+        if is_overridden("train_dataloader", dm, pl.LightningDataModule):
+            try:
+                loader = dm.train_dataloader()
+            except ValueError as err:  # e.g. torch's RandomSampler refusing an empty dataset
+                raise ValueError(
+                    f"datamodule={type(dm).__name__} has no usable training data: its train_dataloader() raised "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            if not isinstance(loader, DataLoader):
+                raise TypeError(
+                    f"{type(dm).__name__}.train_dataloader() returned a {type(loader).__name__}: k-fold needs a "
+                    "single torch DataLoader over a map-style dataset (or a `train_dataset` attribute)"
+                )
+            dataset = loader.dataset
+        elif getattr(dm, "train_dataset", None) is not None:
+            dataset = dm.train_dataset
+        else:
+            raise ValueError(
+                f"datamodule={type(dm).__name__} has no training data: it defines neither train_dataloader() nor a "
+                "`train_dataset` attribute after setup('fit'); k-fold cross-validation splits that training set"
+            )
+        if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"the training set of {type(dm).__name__} is a {type(dataset).__name__} without random access/len: "
+                "k-fold needs a map-style dataset (with __len__ and __getitem__)"
+            )
+        self._train_dataset = dataset
+        self._loader_settings = _loader_settings(loader, dm)
+
+    def _resolve_eval_dataset(self) -> None:
+        dataset = self.train_dataset
+        hook = getattr(self.datamodule, EVAL_DATASET_HOOK, None)
+        if callable(hook):
+            eval_dataset = hook()
+            if eval_dataset is None:
+                eval_dataset = dataset
+            elif len(eval_dataset) != len(dataset):
+                raise ValueError(
+                    f"{type(self.datamodule).__name__}.{EVAL_DATASET_HOOK}() returned {len(eval_dataset)} samples but "
+                    f"the training set has {len(dataset)}: it must be the same samples in the same order"
+                )
+        else:
+            eval_dataset = dataset
+            if getattr(dataset, "transform", None) is not None:
+                rank_zero_warn(
+                    f"The held-out folds use the training set's transforms ({type(self.datamodule).__name__} has no "
+                    f"`{EVAL_DATASET_HOOK}()`); if they are random, validation metrics are noisy."
+                )
+        self._eval_dataset = eval_dataset
+
+    def _require_folds(self) -> list[Fold]:
+        if self.folds is None:
+            raise RuntimeError("no folds yet: call setup_folds(num_folds) first (KFoldLoop does it on its first run)")
+        return self.folds
+
+    def _require_fold(self) -> tuple[Dataset, Dataset]:
+        if self._train_fold is None or self._val_fold is None:
+            raise RuntimeError("no current fold: call setup_folds(num_folds) then setup_fold_index(i) first")
+        return self._train_fold, self._val_fold
+
+
+def folds_fingerprint(folds: list[Fold]) -> str:
+    digest = hashlib.sha256()
+    for fold in folds:
+        digest.update(np.asarray(fold.train_indices, dtype=np.int64).tobytes())
+        digest.update(b"|")
+        digest.update(np.asarray(fold.val_indices, dtype=np.int64).tobytes())
+        digest.update(b"#")
+    return digest.hexdigest()[:16]
+
+
+def _loader_settings(loader: DataLoader | None, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+    """DataLoader keyword arguments for the fold loaders, copied from the wrapped training loader."""
+    if loader is None:
+        batch_size = getattr(datamodule, "batch_size", None) or 1
+        num_workers = getattr(datamodule, "num_workers", None) or 0
+        return {"shuffle": True, "kwargs": {"batch_size": int(batch_size), "num_workers": int(num_workers)}}
+    kwargs: dict[str, Any] = {}
+    accepted = inspect.signature(DataLoader.__init__).parameters
+    for name in _LOADER_SETTINGS:
+        if name in accepted and hasattr(loader, name):
+            kwargs[name] = getattr(loader, name)
+    if kwargs.get("batch_size") is None:  # a custom batch_sampler: keep at least its batch size
+        kwargs["batch_size"] = getattr(loader.batch_sampler, "batch_size", None) or 1
+        kwargs["drop_last"] = bool(getattr(loader.batch_sampler, "drop_last", False))
+    if not kwargs.get("num_workers"):
+        kwargs.pop("prefetch_factor", None)
+        kwargs["persistent_workers"] = False
+    return {"shuffle": isinstance(loader.sampler, RandomSampler), "kwargs": kwargs}

@@ -1,0 +1,265 @@
+"""Turn a scikit-learn splitter (or just ``k``) into a checked, deterministic list of folds.
+
+The splitting itself is scikit-learn's: any object with ``split(X, y, groups)`` works (``KFold``,
+``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``, ``RepeatedStratifiedKFold``, ...). This module only adds what
+a training loop needs on top of it:
+
+* every bad input (``k < 2``, more folds than samples or than members of the smallest class, ``groups`` of the
+  wrong length, an object without ``split``, no training data) is rejected with an error that names the argument,
+  the value and what is accepted, *before* any model is trained;
+* folds are a pure function of the data and the seed: a splitter left with ``random_state=None`` is pinned to the
+  seed, so every ``ddp_spawn`` rank and every resumed run computes the very same folds;
+* indices come back as plain ``int64`` numpy arrays, like ``sklearn.model_selection.cross_validate``.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+__all__ = ["Fold", "make_folds", "make_splitter", "read_targets", "splitter_needs_groups", "splitter_needs_targets"]
+
+
+class Fold(NamedTuple):
+    """One fold: positions (into the training set) to train on and positions held out for validation."""
+
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+
+
+def splitter_needs_targets(splitter: Any) -> bool:
+    """Whether ``splitter.split`` requires ``y`` (scikit-learn's stratified splitters do)."""
+    return any("Stratified" in cls.__name__ for cls in type(splitter).__mro__)
+
+
+def splitter_needs_groups(splitter: Any) -> bool:
+    """Whether ``splitter.split`` requires ``groups`` (scikit-learn marks those with ``GroupsConsumerMixin``)."""
+    return any(cls.__name__ == "GroupsConsumerMixin" for cls in type(splitter).__mro__)
+
+
+def make_splitter(k: int, *, stratify: bool = False, grouped: bool = False, seed: int = 0) -> Any:
+    """The scikit-learn splitter ``kfold_fit(k=...)`` uses when no splitter is given.
+
+    Shuffled (seeded) so that a training set sorted by class or by source does not give folds of a single class.
+    """
+    _check_k(k)
+    if stratify and grouped:
+        return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    if grouped:
+        return GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    if stratify:
+        return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return KFold(n_splits=k, shuffle=True, random_state=seed)
+
+
+def make_folds(
+    n_samples: int,
+    k: int | None = None,
+    *,
+    splitter: Any = None,
+    targets: Sequence[Any] | np.ndarray | torch.Tensor | None = None,
+    stratify: bool = False,
+    groups: Sequence[Any] | np.ndarray | torch.Tensor | None = None,
+    seed: int = 0,
+) -> list[Fold]:
+    """Split ``n_samples`` training samples into folds, checking the input first.
+
+    Args:
+        n_samples: size of the training set the folds index into.
+        k: number of folds when no ``splitter`` is given (then a seeded ``KFold``/``StratifiedKFold``/
+            ``GroupKFold``/``StratifiedGroupKFold`` is used). With a ``splitter``, ``k`` may be left ``None``; when
+            given it must equal the number of splits the splitter produces.
+        splitter: any object with ``split(X, y, groups)``. It is copied, never mutated; a ``random_state`` of
+            ``None`` is replaced by ``seed`` so the folds are reproducible (and identical on every process).
+        targets: one label per sample; required when ``stratify`` or when the splitter is a stratified one.
+        stratify: keep class ratios in every fold (uses ``targets``).
+        groups: one group id per sample; samples of one group never straddle a train/held-out boundary.
+        seed: seed of the default splitter / of a splitter left unseeded.
+
+    Returns:
+        One :class:`Fold` per split, as ``int64`` arrays of positions in ``range(n_samples)``.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
+        raise ValueError(f"n_samples={n_samples!r} is invalid: expected a non-negative int (the training-set size)")
+    if n_samples == 0:
+        raise ValueError(
+            "the training set is empty (0 samples): k-fold cross-validation needs a datamodule whose "
+            "train_dataloader()/train_dataset has at least k samples"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed={seed!r} is invalid: expected an int")
+    if splitter is None and k is None:
+        raise ValueError("k=None is invalid without a splitter: pass k (an int >= 2) or splitter=<sklearn splitter>")
+    if k is not None:
+        _check_k(k)
+    if splitter is not None and not callable(getattr(splitter, "split", None)):
+        raise TypeError(
+            f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
+            "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5)"
+        )
+
+    group_array = None if groups is None else _as_1d_array(groups, "groups")
+    if group_array is not None and len(group_array) != n_samples:
+        raise ValueError(
+            f"groups has length {len(group_array)} but the training set has {n_samples} samples: "
+            "pass exactly one group id per training sample"
+        )
+    needs_targets = stratify or (splitter is not None and splitter_needs_targets(splitter))
+    target_array = None
+    if needs_targets:
+        if targets is None:
+            reason = "stratify=True" if stratify else f"splitter={splitter!r} (a stratified splitter)"
+            raise ValueError(f"{reason} needs the targets of the training set, but none were found")
+        target_array = _as_1d_array(targets, "targets")
+        if len(target_array) != n_samples:
+            raise ValueError(
+                f"targets has length {len(target_array)} but the training set has {n_samples} samples: "
+                "pass exactly one label per training sample"
+            )
+    if splitter is not None and splitter_needs_groups(splitter) and group_array is None:
+        raise ValueError(
+            f"splitter={splitter!r} splits by group but groups=None: pass groups (one id per training sample)"
+        )
+
+    if splitter is None:
+        _check_k_fits(k, n_samples, target_array if stratify else None, group_array)
+        splitter = make_splitter(k, stratify=stratify, grouped=group_array is not None, seed=seed)
+    else:
+        splitter = _seeded_copy(splitter, seed)
+        requested = _requested_splits(splitter)
+        if requested is not None:
+            stratified_targets = target_array if splitter_needs_targets(splitter) else None
+            what = f"splitter={splitter!r} (k={requested} folds)"
+            _check_k_fits(requested, n_samples, stratified_targets, None, what)
+
+    placeholder_x = np.zeros((n_samples, 1), dtype=np.int8)  # splitters only look at len(X)
+    try:
+        raw = list(splitter.split(placeholder_x, target_array, group_array))
+    except ValueError as err:
+        raise ValueError(f"splitter={splitter!r} cannot split {n_samples} training samples: {err}") from err
+    folds = [Fold(np.asarray(tr, dtype=np.int64), np.asarray(va, dtype=np.int64)) for tr, va in raw]
+
+    if len(folds) < 1:
+        raise ValueError(f"splitter={splitter!r} produced no folds for {n_samples} training samples")
+    if k is not None and len(folds) != k:
+        raise ValueError(
+            f"k={k} does not match splitter={splitter!r}, which produces {len(folds)} folds: "
+            "leave k unset (None) or make it equal to the splitter's number of splits"
+        )
+    for index, fold in enumerate(folds):
+        if len(fold.train_indices) == 0 or len(fold.val_indices) == 0:
+            raise ValueError(
+                f"splitter={splitter!r} produced fold {index} with {len(fold.train_indices)} training and "
+                f"{len(fold.val_indices)} held-out samples; every fold needs both"
+            )
+    return folds
+
+
+def read_targets(dataset: Dataset) -> np.ndarray:
+    """One label per sample of ``dataset``, read as cheaply as the dataset allows.
+
+    Looks for a ``targets`` (torchvision) or ``labels`` attribute first, maps ``Subset`` indices onto its parent's
+    labels, takes the second tensor of a ``TensorDataset``; only as a last resort it iterates the samples and takes
+    the label of each (item ``[1]`` of a tuple, or the ``"label"``/``"target"``/``"y"`` key of a dict).
+    """
+    for name in ("targets", "labels"):
+        values = getattr(dataset, name, None)
+        if values is not None and not callable(values):
+            array = _as_1d_array(values, f"{type(dataset).__name__}.{name}")
+            if len(array) == len(dataset):
+                return array
+    if isinstance(dataset, Subset):
+        return read_targets(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return _as_1d_array(dataset.tensors[1], "TensorDataset.tensors[1]")
+    return np.asarray([_label_of(dataset[i], i) for i in range(len(dataset))])
+
+
+def _label_of(item: Any, index: int) -> Any:
+    if isinstance(item, dict):
+        for key in ("label", "target", "y", "labels", "targets"):
+            if key in item:
+                return _scalar(item[key])
+        raise ValueError(
+            f"cannot read the label of training sample {index}: its dict has keys {sorted(item)} and none of "
+            "'label', 'target', 'y'; give the dataset a `targets` attribute to use stratify=True"
+        )
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return _scalar(item[1])
+    raise ValueError(
+        f"cannot read the label of training sample {index} (a {type(item).__name__}); expected (input, label) "
+        "pairs or give the dataset a `targets` attribute to use stratify=True"
+    )
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else tuple(value.flatten().tolist())
+    if isinstance(value, np.ndarray):
+        return value.item() if value.size == 1 else tuple(value.flatten().tolist())
+    return value
+
+
+def _as_1d_array(values: Iterable[Any], name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} has shape {array.shape}: expected a 1-D sequence with one entry per sample")
+    return array
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k={k!r} is invalid: expected an int >= 2 (the number of folds)")
+    if k < 2:
+        raise ValueError(f"k={k} is invalid: k-fold cross-validation needs k >= 2 folds")
+
+
+def _check_k_fits(
+    k: int, n_samples: int, targets: np.ndarray | None, groups: np.ndarray | None, what: str | None = None
+) -> None:
+    what = what or f"k={k}"
+    if k > n_samples:
+        raise ValueError(
+            f"{what} is larger than the number of training samples ({n_samples}): accepted is 2 <= k <= {n_samples}"
+        )
+    if targets is not None:
+        classes, counts = np.unique(targets, return_counts=True)
+        smallest = int(counts.min())
+        if k > smallest:
+            raise ValueError(
+                f"{what} is larger than the smallest class (class {classes[counts.argmin()].item()!r} has {smallest} "
+                f"samples): with stratification accepted is 2 <= k <= {smallest}"
+            )
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if k > n_groups:
+            raise ValueError(
+                f"{what} is larger than the number of distinct groups ({n_groups}): accepted is 2 <= k <= {n_groups}"
+            )
+
+
+def _requested_splits(splitter: Any) -> int | None:
+    """``n_splits`` of a k-fold-like splitter (folds partition the data), else ``None``."""
+    if isinstance(splitter, (KFold, StratifiedKFold, GroupKFold, StratifiedGroupKFold)):
+        return int(splitter.n_splits)
+    cv = getattr(splitter, "cvargs", None)  # RepeatedKFold / RepeatedStratifiedKFold
+    if isinstance(cv, dict) and "n_splits" in cv:
+        return int(cv["n_splits"])
+    return None
+
+
+def _seeded_copy(splitter: Any, seed: int) -> Any:
+    """A copy of ``splitter`` whose randomness is pinned: same folds on every call, every rank, every resume."""
+    splitter = copy.deepcopy(splitter)
+    if hasattr(splitter, "random_state") and splitter.random_state is None:
+        splitter.random_state = seed
+    return splitter
