@@ -1,0 +1,169 @@
+"""Where labels come from: the data itself (simulation) or a user-supplied oracle (a person, a labelling tool).
+
+An oracle is any callable ``oracle(dataset_indices, items) -> labels``: ``dataset_indices`` are indices into the
+training dataset, ``items`` a lazy sequence of the corresponding samples (evaluation transforms; an item is only
+loaded when the oracle reads it), ``labels`` one class index or class name per index. alkit checks the answer
+(count, each label in the class set) *before* anything is marked labelled, so a wrong answer changes nothing.
+
+Labels that a user oracle returns replace the dataset's own targets for those samples, everywhere alkit serves
+them (training, validation): :class:`TargetOverrideDataset` applies them in ``__getitem__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["Oracle", "TargetOverrideDataset", "check_labels", "reveal_labels"]
+
+#: ``oracle(dataset_indices, items) -> labels`` (one class index or class name per index).
+Oracle = Callable[[np.ndarray, Sequence[Any]], Sequence[Any]]
+
+_TARGET_KEYS = ("target", "label", "labels", "y")
+
+
+class LazyItems(Sequence):
+    """``dataset[indices[k]]`` loaded on access, so an oracle that only needs indices loads nothing."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
+        self._dataset = dataset
+        self._indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, position: int) -> Any:  # type: ignore[override]
+        if isinstance(position, slice):
+            return [self._dataset[i] for i in self._indices[position]]
+        return self._dataset[self._indices[position]]
+
+
+def _item_target(item: Any) -> Any:
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return item[1]
+    if isinstance(item, Mapping):
+        for key in _TARGET_KEYS:
+            if key in item:
+                return item[key]
+    raise TypeError(
+        f"Cannot find the target in a dataset item of type {type(item).__name__}: expected an (input, target) "
+        f"tuple/list or a dict with one of the keys {list(_TARGET_KEYS)}."
+    )
+
+
+def reveal_labels(dataset: Dataset, indices: np.ndarray, items: Sequence[Any] | None = None) -> list[Any]:
+    """The labels already in the data for ``indices`` (the default, simulated oracle).
+
+    Reads ``dataset.targets`` when the dataset has it (no sample is loaded), else the target of each item.
+    """
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        try:
+            if len(targets) == len(dataset):  # type: ignore[arg-type]
+                return [targets[int(i)] for i in indices]
+        except TypeError:
+            pass
+    items = items if items is not None else LazyItems(dataset, np.asarray(indices))
+    return [_item_target(items[k]) for k in range(len(items))]
+
+
+def _as_class_index(label: Any, num_classes: int, classes: Sequence[str] | None) -> int | None:
+    if isinstance(label, torch.Tensor):
+        if label.numel() != 1:
+            return None
+        label = label.item()
+    if isinstance(label, np.generic):
+        label = label.item()
+    if isinstance(label, str):
+        if classes is not None and label in classes:
+            return list(classes).index(label)
+        return None
+    if isinstance(label, bool) or not isinstance(label, int):
+        return None
+    return label if 0 <= label < num_classes else None
+
+
+def check_labels(
+    labels: Any, indices: np.ndarray, num_classes: int, classes: Sequence[str] | None = None, source: str = "oracle"
+) -> list[int]:
+    """Class indices for ``labels``, or a ``ValueError`` naming the first bad label; nothing is labelled here.
+
+    Accepts integer class indices in ``[0, num_classes)`` (Python, NumPy or 0-d tensors) and class names.
+    """
+    if isinstance(labels, (torch.Tensor, np.ndarray)):
+        labels = list(labels.reshape(-1)) if labels.ndim > 0 else [labels]
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+        try:
+            labels = list(labels)
+        except TypeError:
+            raise ValueError(
+                f"The {source} must return a sequence of labels, one per index; got {type(labels).__name__}."
+            ) from None
+    if len(labels) != len(indices):
+        raise ValueError(
+            f"The {source} returned {len(labels)} label(s) for {len(indices)} sample(s) "
+            f"(dataset indices {list(map(int, indices))}); expected exactly one label per sample. Nothing was labelled."
+        )
+    accepted = f"class indices 0..{num_classes - 1}" + (f" or class names {list(classes)}" if classes else "")
+    checked = []
+    for index, label in zip(indices, labels):
+        class_index = _as_class_index(label, num_classes, classes)
+        if class_index is None:
+            raise ValueError(
+                f"The {source} returned the label {label!r} for dataset index {int(index)}, which is not a known "
+                f"class; accepted: {accepted}. Nothing was labelled."
+            )
+        checked.append(class_index)
+    return checked
+
+
+class TargetOverrideDataset(Dataset):
+    """``dataset`` with some targets replaced (labels given by a person or a user oracle).
+
+    ``overrides`` maps dataset index -> class index and is shared, not copied: labels added later are served at once.
+    A target stored as a tensor stays a tensor of the same dtype, so batches collate as before.
+    """
+
+    def __init__(self, dataset: Dataset, overrides: dict[int, int]) -> None:
+        self.dataset = dataset
+        self.overrides = overrides
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index]
+        label = self.overrides.get(int(index))
+        if label is None:
+            return item
+        return _replace_target(item, label)
+
+    @property
+    def targets(self) -> list[Any] | None:
+        """The dataset's ``targets`` with the overrides applied (None when the dataset has no ``targets``)."""
+        targets = getattr(self.dataset, "targets", None)
+        if targets is None:
+            return None
+        merged = list(targets)
+        for index, label in self.overrides.items():
+            merged[index] = label
+        return merged
+
+
+def _replace_target(item: Any, label: int) -> Any:
+    old = _item_target(item)
+    new: Any = torch.as_tensor(label, dtype=old.dtype) if isinstance(old, torch.Tensor) else label
+    if isinstance(item, tuple):
+        return (item[0], new, *item[2:])
+    if isinstance(item, list):
+        return [item[0], new, *item[2:]]
+    updated = dict(item)
+    for key in _TARGET_KEYS:
+        if key in updated:
+            updated[key] = new
+            break
+    return updated

@@ -1,0 +1,390 @@
+"""Score an unlabelled pool with Monte-Carlo dropout and pick the samples to label.
+
+The plain-Python procedure this module implements::
+
+    scores = []
+    for x in pool_loader:                                # in pool order, every sample, any batch size
+        p = stack([softmax(model_with_dropout_on(x)) for _ in range(I)], -1)   # [B, C, I] probabilities
+        scores.append(heuristic.get_uncertainties(p))   # per-sample heuristics: keep the scores only
+    positions = select_query(concat(scores), query_size, heuristic)
+
+and avoids the traps measured in the seed systems (``shared/ANCHORS.md``):
+
+1. *Identical MC samples.* Flash swapped ``Dropout`` for BaaL's consistent dropout, which reuses one mask in eval
+   mode, so every "MC sample" was the same and BALD was exactly 0. Here the model is put in eval mode (batch norm
+   uses its running statistics) and only the dropout modules are switched to training mode for the duration of the
+   scoring (what BaaL's ``MCDropoutModule`` achieves by patching), so each pass and each replicated row draws a
+   fresh mask; the original per-module modes are restored afterwards. A model without dropout and a heuristic
+   that needs MC samples is a clear error.
+2. *Half the pool scored.* Scores are computed for every sample of every batch and returned in pool order; the
+   count is checked against the dataset length.
+3. *Logits given to heuristics.* The scorer softmaxes the model's logits itself; heuristics get probabilities.
+8. *Cost linear in I.* When the model is a deterministic ``backbone`` followed by a ``head`` that holds all the
+   dropout (the frozen-backbone fine-tuning case), the backbone runs once per batch and only the head runs on the
+   features replicated ``I`` times in memory; otherwise ``I`` full passes are made.
+
+Per-sample heuristics (BALD, entropy, ...) are streamed: memory holds one batch of ``[B, C, I]`` probabilities and
+the ``N`` scores, never ``[N, C, I]``. Joint heuristics (BatchBALD) need the whole array and get it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from baal.active.heuristics import AbstractHeuristic, BatchBALD
+from baal.active.heuristics.stochastics import StochasticHeuristic
+from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
+from torch.utils.data import DataLoader, SequentialSampler
+
+from alkit.active.heuristics import (
+    _base_heuristic,
+    needs_model_outputs,
+    requires_mc_samples,
+    resolve_heuristic,
+    scores_independently,
+)
+
+__all__ = ["PoolScores", "dropout_modules", "mc_dropout", "score_pool", "select_query"]
+
+#: Upper bound on rows fed to the head at once on the feature-cache path (features replicated I times).
+_MAX_REPLICATED_ROWS = 8192
+
+
+class PoolScores(NamedTuple):
+    """What :func:`score_pool` returns.
+
+    Attributes:
+        scores: ``[N]`` uncertainty per pool position, in the order of the pool dataloader.
+        probabilities: ``[N, C, ..., I]`` MC probabilities when requested (or needed by a joint heuristic), else None.
+        feature_cache: True when the backbone ran once per batch and only the head ran ``I`` times.
+    """
+
+    scores: np.ndarray
+    probabilities: np.ndarray | None
+    feature_cache: bool
+
+
+def dropout_modules(module: nn.Module) -> list[nn.Module]:
+    """Dropout modules of ``module`` that actually drop something (``p > 0``), including BaaL's MC dropout layers."""
+    return [m for m in module.modules() if isinstance(m, _DropoutNd) and m.p > 0]
+
+
+@contextmanager
+def mc_dropout(model: nn.Module, enabled: bool = True) -> Iterator[list[nn.Module]]:
+    """Evaluation mode with the dropout modules active (a fresh mask on every call), restored on exit.
+
+    Every module's own ``training`` flag is restored afterwards, so a backbone frozen in eval mode by a fine-tuning
+    strategy stays as it was. With ``enabled=False`` the model is simply in evaluation mode (deterministic).
+    """
+    previous = [(m, m.training) for m in model.modules()]
+    dropouts = dropout_modules(model)
+    try:
+        model.eval()
+        if enabled:
+            for module in dropouts:
+                module.train()
+        yield dropouts
+    finally:
+        for module, training in previous:
+            module.training = training
+
+
+def _batch_input(batch: Any) -> Any:
+    """The model input of a pool batch: a tensor, the first element of a tuple/list, or ``batch["input"]``."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch:
+        return batch[0]
+    if isinstance(batch, Mapping):
+        for key in ("input", "inputs", "x", "image"):
+            if key in batch:
+                return batch[key]
+    raise TypeError(
+        "Cannot find the model input in a pool batch of type "
+        f"{type(batch).__name__}: expected a tensor, a (input, target) tuple/list, or a dict with key 'input'."
+    )
+
+
+def _to_device(data: Any, device: torch.device) -> Any:
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    if isinstance(data, Mapping):
+        return {k: _to_device(v, device) for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        return type(data)(_to_device(v, device) for v in data)
+    return data
+
+
+def _batch_size_of(data: Any) -> int:
+    if isinstance(data, torch.Tensor):
+        return data.shape[0]
+    if isinstance(data, Mapping):
+        return _batch_size_of(next(iter(data.values())))
+    if isinstance(data, (tuple, list)):
+        return _batch_size_of(data[0])
+    raise TypeError(f"Cannot read the batch size of a model input of type {type(data).__name__}.")
+
+
+class _FeatureSplit(NamedTuple):
+    features: Callable[[Any], torch.Tensor]
+    head: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _find_feature_split(model: nn.Module) -> _FeatureSplit | None:
+    """A ``backbone``/``head`` split whose backbone is deterministic and whose head holds all of the dropout.
+
+    The features are ``model.forward_features(x)`` if the model defines it (e.g. to pool between backbone and
+    head), else ``model.backbone(x)``; the head is ``model.forward_head(f)`` if defined, else ``model.head(f)``.
+    The split is verified against ``model(x)`` on the first batch before it is trusted.
+    """
+    backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
+    if not isinstance(backbone, nn.Module) or not isinstance(head, nn.Module):
+        return None
+    head_modules = {id(m) for m in head.modules()}
+    if dropout_modules(backbone) or any(id(m) not in head_modules for m in dropout_modules(model)):
+        return None
+    features = getattr(model, "forward_features", None)
+    head_fn = getattr(model, "forward_head", None)
+    return _FeatureSplit(features if callable(features) else backbone, head_fn if callable(head_fn) else head)
+
+
+def _split_matches_model(model: nn.Module, split: _FeatureSplit, inputs: Any) -> bool:
+    """With dropout off, does ``head(features(x))`` reproduce ``model(x)``? (A forward may do more in between.)"""
+    with mc_dropout(model, enabled=False):
+        full = model(inputs)
+        parts = split.head(split.features(inputs))
+    return (
+        isinstance(full, torch.Tensor)
+        and isinstance(parts, torch.Tensor)
+        and full.shape == parts.shape
+        and torch.allclose(full, parts, rtol=1e-4, atol=1e-5)
+    )
+
+
+def _check_logits(logits: Any, batch_size: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.ndim < 2 or logits.shape[0] != batch_size:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            "Pool scoring expects the model's forward to return class logits of shape [batch, num_classes, ...]; "
+            f"got {shape} for a batch of {batch_size}."
+        )
+    return logits
+
+
+def _to_probabilities(outputs: torch.Tensor, model_outputs: str) -> torch.Tensor:
+    outputs = outputs.float()
+    if model_outputs == "logits":
+        return torch.softmax(outputs, dim=1)
+    sums = outputs.sum(dim=1)
+    if outputs.min() < 0 or outputs.max() > 1 or not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        raise ValueError(
+            "`model_outputs='probabilities'` but the model's outputs are not probabilities over dim 1 "
+            "(values outside [0, 1] or not summing to 1). Use `model_outputs='logits'`."
+        )
+    return outputs
+
+
+def _mc_probabilities(
+    model: nn.Module,
+    inputs: Any,
+    iterations: int,
+    split: _FeatureSplit | None,
+    model_outputs: str,
+) -> torch.Tensor:
+    """``[B, C, ..., I]`` probabilities for one batch; the caller has set up :func:`mc_dropout`."""
+    batch_size = _batch_size_of(inputs)
+    if split is not None:
+        features = split.features(inputs)
+        per_chunk = max(1, min(iterations, _MAX_REPLICATED_ROWS // max(batch_size, 1)))
+        chunks = []
+        for start in range(0, iterations, per_chunk):
+            n = min(per_chunk, iterations - start)
+            replicated = features.repeat(n, *([1] * (features.ndim - 1)))  # [n * B, ...], iteration-major
+            logits = _check_logits(split.head(replicated), n * batch_size)
+            chunks.append(logits.reshape(n, batch_size, *logits.shape[1:]))
+        stacked = torch.cat(chunks, dim=0)  # [I, B, C, ...]
+    else:
+        stacked = torch.stack([_check_logits(model(inputs), batch_size) for _ in range(iterations)], dim=0)
+    return _to_probabilities(stacked.movedim(0, -1), model_outputs)  # [B, C, ..., I], class axis 1
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _check_pool_loader(dataloader: Any) -> int | None:
+    """Refuse loaders that would lose samples or scramble the order; return the expected number of samples."""
+    if isinstance(dataloader, DataLoader):
+        sampler = getattr(dataloader.batch_sampler, "sampler", dataloader.sampler)
+        if not isinstance(sampler, SequentialSampler):
+            raise ValueError(
+                "The pool dataloader must iterate in dataset order (no shuffling, no custom sampler): scores are "
+                "returned by pool position. Build it with `shuffle=False`."
+            )
+        if dataloader.drop_last:
+            raise ValueError("The pool dataloader has `drop_last=True`: every pool sample must be scored.")
+    dataset = getattr(dataloader, "dataset", None)
+    try:
+        return len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def score_pool(
+    model: nn.Module,
+    dataloader: DataLoader | Sequence[Any],
+    heuristic: str | AbstractHeuristic = "bald",
+    mc_iterations: int = 2,
+    device: torch.device | str | None = None,
+    return_probabilities: bool = False,
+    model_outputs: Literal["logits", "probabilities"] = "logits",
+    feature_cache: bool = True,
+) -> PoolScores:
+    """Uncertainty of every pool sample under ``heuristic``, from ``mc_iterations`` MC-dropout passes.
+
+    Args:
+        model: the classifier; ``model(x)`` returns logits ``[B, C, ...]`` (see ``model_outputs``).
+        dataloader: the pool in a fixed order with deterministic (evaluation) transforms; batches are tensors,
+            ``(input, target)`` tuples or dicts with an ``"input"`` key.
+        heuristic: a BaaL heuristic or its name (see :func:`alkit.active.heuristics.resolve_heuristic`).
+        mc_iterations: stochastic forward passes per sample (BaaL's ``iterations``). A model without dropout is
+            evaluated once: its passes would all be identical.
+        device: where to run; defaults to the model's device.
+        return_probabilities: also return the ``[N, C, ..., I]`` probabilities (memory grows with ``N * I``).
+        model_outputs: ``"logits"`` (softmaxed here) or ``"probabilities"`` (checked, then used as they are).
+        feature_cache: allow the backbone-once / head-``I``-times path when the model qualifies.
+
+    Returns:
+        :class:`PoolScores` with ``scores[k]`` the uncertainty of the ``k``-th sample the dataloader yields.
+
+    Raises:
+        ValueError: ``mc_iterations < 1``; fewer than 2 iterations or a model without dropout for a heuristic
+            that needs MC samples; a shuffling or ``drop_last`` loader; outputs that are not class scores.
+    """
+    if model_outputs not in ("logits", "probabilities"):
+        raise ValueError(f"`model_outputs` must be 'logits' or 'probabilities', got {model_outputs!r}.")
+    if isinstance(mc_iterations, bool) or not isinstance(mc_iterations, (int, np.integer)) or mc_iterations < 1:
+        raise ValueError(f"`mc_iterations` must be an integer >= 1, got {mc_iterations!r}.")
+    heuristic = resolve_heuristic(heuristic)
+    expected = _check_pool_loader(dataloader)
+
+    if not needs_model_outputs(heuristic):  # Random: the scores do not depend on the model
+        if expected is None:
+            expected = sum(_batch_size_of(_batch_input(b)) for b in dataloader)
+        return PoolScores(_base_heuristic(heuristic).get_uncertainties(np.zeros((expected, 1))), None, False)
+
+    needs_mc = requires_mc_samples(heuristic)
+    has_dropout = bool(dropout_modules(model))
+    name = type(_base_heuristic(heuristic)).__name__
+    if needs_mc and not has_dropout:
+        raise ValueError(
+            f"The heuristic {name} needs Monte-Carlo dropout samples, but the model "
+            f"{type(model).__name__} has no dropout layer (torch.nn.Dropout* with p > 0): every pass would be "
+            "identical and every score equal. Add dropout to the model (e.g. to its head) or use a single-pass "
+            "heuristic: 'entropy', 'margin', 'certainty' or 'random'."
+        )
+    if needs_mc and mc_iterations < 2:
+        raise ValueError(
+            f"The heuristic {name} compares MC samples: `mc_iterations` must be >= 2, got {mc_iterations}."
+        )
+    iterations = int(mc_iterations) if has_dropout else 1
+
+    streaming = scores_independently(heuristic) and not return_probabilities
+    scorer = _base_heuristic(heuristic)
+    device = torch.device(device) if device is not None else _model_device(model)
+    split = _find_feature_split(model) if (feature_cache and has_dropout and iterations > 1) else None
+    split_checked = split is None
+
+    scores: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    seen = 0
+    with torch.no_grad():
+        for batch in dataloader:
+            inputs = _to_device(_batch_input(batch), device)
+            if not split_checked:
+                split_checked = True
+                if not _split_matches_model(model, split, inputs):
+                    warnings.warn(
+                        f"{type(model).__name__} has `backbone` and `head`, but `head(backbone(x))` does not "
+                        "reproduce `model(x)`; scoring with full forward passes. Define `forward_features(x)` and "
+                        "`forward_head(features)` on the model to let alkit run the backbone once per batch.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                    split = None
+            with mc_dropout(model, enabled=has_dropout):
+                batch_probabilities = _mc_probabilities(model, inputs, iterations, split, model_outputs)
+            array = batch_probabilities.cpu().double().numpy()
+            seen += array.shape[0]
+            if streaming:
+                scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
+            else:
+                probabilities.append(array)
+
+    if expected is not None and seen != expected:
+        raise RuntimeError(f"The pool dataloader yielded {seen} samples but its dataset has {expected}.")
+    all_probabilities = np.concatenate(probabilities) if probabilities else None
+    if streaming:
+        all_scores = np.concatenate(scores) if scores else np.zeros(0)
+    elif all_probabilities is None:
+        all_scores = np.zeros(0)
+    else:
+        all_scores = np.asarray(scorer.get_uncertainties(all_probabilities), dtype=np.float64).reshape(-1)
+    return PoolScores(all_scores, all_probabilities, split is not None)
+
+
+def select_query(
+    scores: np.ndarray,
+    query_size: int,
+    heuristic: str | AbstractHeuristic,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Positions (into ``scores``) of the ``query_size`` samples to label, most informative first.
+
+    Deterministic heuristics use BaaL's own ranking (``reorder_indices``: descending score when the heuristic is
+    ``reverse``, ascending otherwise, e.g. Margin and Certainty); BatchBALD keeps its greedy order. Stochastic ones (PowerBALD, ...) sample
+    ``query_size`` distinct positions from their distribution over scores, with ``rng`` so runs are reproducible.
+    Returns ``min(query_size, len(scores))`` distinct positions.
+    """
+    if isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer)) or query_size < 1:
+        raise ValueError(f"`query_size` must be an integer >= 1, got {query_size!r}.")
+    heuristic = resolve_heuristic(heuristic, query_size=int(query_size))
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    count = min(int(query_size), scores.shape[0])
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if isinstance(heuristic, StochasticHeuristic):
+        rng = rng if rng is not None else np.random.default_rng()
+        distribution = heuristic._make_distribution(np.clip(np.nan_to_num(scores, nan=0.0), 0.0, None))
+        distribution = np.clip(np.nan_to_num(distribution, nan=0.0), 0.0, None)
+        if np.count_nonzero(distribution) < count:
+            distribution = np.ones_like(distribution)
+        positions = rng.choice(scores.shape[0], size=count, replace=False, p=distribution / distribution.sum())
+        return np.asarray(positions, dtype=np.int64)
+    if isinstance(heuristic, BatchBALD):
+        return _batch_bald_order(scores)[:count].copy()
+    ranks = np.asarray(heuristic.reorder_indices(scores), dtype=np.int64)
+    return ranks[:count].copy()
+
+
+def _batch_bald_order(scores: np.ndarray) -> np.ndarray:
+    """BaaL's BatchBALD greedy order, recovered from its scores.
+
+    BaaL's ``BatchBALD.compute_score`` picks the best BALD sample first, then greedily adds ``num_samples`` more
+    (one more than asked), scoring each pick with the joint mutual information of the batch so far, a quantity
+    that grows along the greedy order. Ranking those scores in descending order, as BaaL's ``get_ranks`` does,
+    puts the *last* picks first and drops the first, most informative one. The greedy order is the ascending order
+    of the non-zero scores; samples never picked (score 0) follow in index order.
+    """
+    picked = np.flatnonzero(scores > 0)
+    picked = picked[np.argsort(scores[picked], kind="stable")]
+    rest = np.flatnonzero(~(scores > 0))
+    return np.concatenate([picked, rest]).astype(np.int64)

@@ -1,0 +1,101 @@
+"""Heuristics by name or instance, and the variation-ratios heuristic BaaL 2.1 lacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from baal.active.heuristics import BALD, BatchBALD, Certainty, Entropy, Margin, Random, Variance
+from baal.active.heuristics.stochastics import PowerSampling
+
+from alkit.active.heuristics import (
+    HEURISTIC_NAMES,
+    VariationRatios,
+    requires_mc_samples,
+    resolve_heuristic,
+    scores_independently,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("bald", BALD),
+        ("BALD", BALD),
+        ("batch_bald", BatchBALD),
+        ("batch-bald", BatchBALD),
+        ("entropy", Entropy),
+        ("max_entropy", Entropy),
+        ("margin", Margin),
+        ("certainty", Certainty),
+        ("variance", Variance),
+        ("random", Random),
+        ("power_bald", PowerSampling),
+        ("variation_ratios", VariationRatios),
+    ],
+)
+def test_names_resolve_to_baal_heuristics(name, cls):
+    heuristic = resolve_heuristic(name, query_size=4)
+    assert type(heuristic) is cls
+
+
+def test_query_size_reaches_batch_heuristics():
+    assert resolve_heuristic("batch_bald", query_size=7).num_samples == 7
+    assert resolve_heuristic("power_bald", query_size=7).query_size == 7
+
+
+def test_instance_is_returned_unchanged():
+    heuristic = BALD()
+    assert resolve_heuristic(heuristic) is heuristic
+
+
+def test_unknown_name_lists_accepted_names():
+    with pytest.raises(ValueError) as error:
+        resolve_heuristic("uncertainty")
+    message = str(error.value)
+    assert "'uncertainty'" in message
+    for name in HEURISTIC_NAMES:
+        assert name in message
+
+
+def test_wrong_type_is_refused():
+    with pytest.raises(TypeError, match="heuristic"):
+        resolve_heuristic(3)
+
+
+def test_seeded_random_is_reproducible():
+    first = resolve_heuristic("random", seed=3).get_uncertainties(np.zeros((5, 1)))
+    again = resolve_heuristic("random", seed=3).get_uncertainties(np.zeros((5, 1)))
+    np.testing.assert_array_equal(first, again)
+
+
+def test_variation_ratios_counts_disagreeing_passes():
+    # sample 0: all 4 passes vote class 0 -> 0; sample 1: votes 0,1,1,2 -> modal 2 of 4 -> 0.5
+    votes = np.array([[0, 0, 0, 0], [0, 1, 1, 2]])
+    probabilities = np.full((2, 3, 4), 0.1)
+    for sample in range(2):
+        for iteration in range(4):
+            probabilities[sample, votes[sample, iteration], iteration] = 0.8
+    heuristic = VariationRatios()
+    np.testing.assert_allclose(heuristic.get_uncertainties(probabilities), [0.0, 0.5])
+    assert heuristic(probabilities).tolist() == [1, 0]  # most disagreement first
+
+
+def test_variation_ratios_needs_mc_samples():
+    with pytest.raises(ValueError, match="MC samples"):
+        VariationRatios().compute_score(np.full((2, 3), 1 / 3))
+
+
+def test_mc_and_streaming_classification():
+    for name in ["bald", "batch_bald", "variance", "power_bald", "variation_ratios"]:
+        assert requires_mc_samples(resolve_heuristic(name)), name
+    for name in ["entropy", "margin", "certainty", "random"]:
+        assert not requires_mc_samples(resolve_heuristic(name)), name
+    assert not scores_independently(resolve_heuristic("batch_bald"))
+    for name in ["bald", "entropy", "margin", "certainty", "variance", "random", "power_bald", "variation_ratios"]:
+        assert scores_independently(resolve_heuristic(name)), name
+
+    class Custom(BALD):
+        requires_mc_samples = False
+        scores_independently = False
+
+    assert not requires_mc_samples(Custom()) and not scores_independently(Custom())
