@@ -130,7 +130,7 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
         if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
             self._broadcast_sigterm_tensor()
 
-        batch, batch_idx, dataloader_iter = self._fetch_batch(data_fetcher)
+        batch, batch_idx, dataloader_iter = self.fetch_batch(data_fetcher)
         using_dataloader_iter = dataloader_iter is not None
         if not using_dataloader_iter:
             batch = trainer.precision_plugin.convert_input(batch)
@@ -199,8 +199,11 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
         self.val_loop.increment_progress_to_evaluation_end()
         return False
 
-    def _fetch_batch(self, data_fetcher: _DataFetcher) -> tuple[Any, int, Any]:
-        """Next ``(batch, batch_idx, dataloader_iter)``; ``dataloader_iter`` is set only for iterator-style steps."""
+    def fetch_batch(self, data_fetcher: _DataFetcher) -> tuple[Any, int, Any]:
+        """Next ``(batch, batch_idx, dataloader_iter)``; ``dataloader_iter`` is set only for iterator-style steps.
+
+        Also records whether this is the epoch's last batch. Raises ``StopIteration`` when the data is exhausted.
+        """
         if isinstance(data_fetcher, _DataLoaderIterDataFetcher):
             dataloader_iter = next(data_fetcher)
             batch, batch_idx = data_fetcher._batch, data_fetcher._batch_idx

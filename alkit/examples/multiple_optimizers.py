@@ -1,0 +1,57 @@
+"""Example 5 – several optimizers under automatic optimization (Lightning 1.x; removed in Lightning 2).
+
+``configure_optimizers`` returns one optimizer per part of the model and ``training_step`` receives
+``optimizer_idx``; alkit's ``OptimizerLoop`` steps each optimizer in turn for every batch, with only that
+optimizer's parameters receiving gradients::
+
+    def training_step(self, batch, batch_idx, optimizer_idx):
+        ...
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.encoder.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters())]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class TwoOptimizerClassifier(pl.LightningModule):
+    """An encoder trained with SGD and a head trained with Adam, each on its own loss term."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Linear(8, 16)
+        self.head = torch.nn.Linear(16, 2)
+        self.seen_optimizer_indices: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.encoder(x)))
+
+    def training_step(self, batch: Any, batch_idx: int, optimizer_idx: int) -> torch.Tensor:
+        self.seen_optimizer_indices.append(optimizer_idx)
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        if optimizer_idx == 0:  # the encoder also keeps its activations small
+            loss = loss + 1e-3 * self.encoder(x).pow(2).mean()
+        self.log(f"loss_{optimizer_idx}", loss)
+        return loss
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.SGD(self.encoder.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters(), lr=1e-2)]
+
+
+def main() -> dict[str, Any]:
+    import alkit
+    from alkit.examples._toy import toy_dataloader
+
+    model = TwoOptimizerClassifier()
+    trainer = alkit.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, toy_dataloader())
+    return {"global_step": trainer.global_step, "optimizer_indices": model.seen_optimizer_indices[:6]}
+
+
+if __name__ == "__main__":
+    print(main())
