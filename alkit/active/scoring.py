@@ -350,8 +350,9 @@ def select_query(
     """Positions (into ``scores``) of the ``query_size`` samples to label, most informative first.
 
     Deterministic heuristics use BaaL's own ranking (``reorder_indices``: descending score when the heuristic is
-    ``reverse``, ascending otherwise, e.g. Margin and Certainty); BatchBALD keeps its greedy order. Stochastic ones (PowerBALD, ...) sample
-    ``query_size`` distinct positions from their distribution over scores, with ``rng`` so runs are reproducible.
+    ``reverse``, ascending otherwise, e.g. Margin and Certainty); BatchBALD keeps its greedy order. Stochastic ones
+    (PowerBALD, ...) sample ``query_size`` distinct positions from their distribution over scores, with ``rng`` so
+    runs are reproducible.
     Returns ``min(query_size, len(scores))`` distinct positions.
     """
     if isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer)) or query_size < 1:

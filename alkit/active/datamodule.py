@@ -1,0 +1,592 @@
+"""``ActiveLearningDataModule``: which training samples are labelled, which are scored, and how they are served.
+
+It wraps a LightningDataModule that has a training set and splits that set, with BaaL's
+``ActiveLearningDataset`` keeping the labelled mask, into
+
+* a **validation** set drawn once from the initially labelled samples (``val_split``), never changed afterwards and
+  never trained on (Flash redrew it every round and trained on former validation samples - ANCHORS item 4);
+* the **training** set: every other labelled sample, served with the training transforms;
+* the **pool**: the unlabelled samples (or a fresh random ``pool_size`` subset of them each round), served in a
+  fixed order with the deterministic evaluation transforms (ANCHORS item 6).
+
+Every selection is expressed in *dataset indices* (positions in the wrapped training set). The pool dataloader's
+positions are mapped back through :attr:`current_pool_indices`; BaaL's pool-relative indices never leak out
+(confusing pool positions, subset positions and dataset indices is the classic bug - ANCHORS, last item).
+
+The wrapped datamodule needs (the protocol ``alkit.vision.ImageClassificationData`` follows):
+
+* ``train_dataset`` (or ``setup("fit")`` creating it, or ``train_dataloader().dataset``);
+* ``num_classes`` (or ``classes``, or integer ``targets`` on the training set);
+* optional ``train_dataset_for_inference()``: the training set with evaluation transforms, same order;
+* optional ``val_dataset`` / ``test_dataset`` (then ``val_dataloader()`` / ``test_dataloader()`` serve them);
+* optional ``batch_size``, ``num_workers``, ``make_dataloader(dataset, shuffle)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from baal.active import ActiveLearningDataset
+from baal.active.dataset.pytorch_dataset import ActiveLearningPool
+from baal.active.heuristics import AbstractHeuristic
+from baal.utils.equality import deep_check
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from alkit.active.heuristics import resolve_heuristic
+from alkit.active.oracle import LazyItems, Oracle, TargetOverrideDataset, check_labels, reveal_labels
+from alkit.active.scoring import select_query
+
+__all__ = ["ActiveLearningDataModule"]
+
+_STATE_FORMAT = "alkit.active.datamodule/1"
+
+
+class _BaalDataset(ActiveLearningDataset):
+    """BaaL's labelled-mask bookkeeping; its pool is served from the evaluation-transform view of the data.
+
+    BaaL builds ``pool`` by deep-copying the whole dataset and overriding attributes; alkit already has a
+    deterministic view of the same samples (``eval_dataset``), so the pool is a ``Subset`` of it, without copies.
+    """
+
+    def __init__(self, dataset: Dataset, eval_dataset: Dataset, labelled: np.ndarray) -> None:
+        self._eval_dataset = eval_dataset
+        super().__init__(dataset, labelled=labelled)
+
+    @property
+    def pool(self) -> ActiveLearningPool:
+        indices = np.flatnonzero(~self.labelled).tolist()
+        return ActiveLearningPool(Subset(self._eval_dataset, indices))
+
+    def _warn_if_pool_stochastic(self) -> None:
+        pool = self.pool
+        if len(pool) > 0 and not deep_check(pool[0], pool[0]):
+            warnings.warn(
+                "The pool dataset returns different values for the same sample: its transforms are random. "
+                "Scoring must be deterministic; give the wrapped datamodule a `train_dataset_for_inference()` that "
+                "serves the training set with evaluation transforms.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        accepted = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {accepted}, got {value!r}.")
+
+
+def _find_train_dataset(datamodule: Any) -> Dataset:
+    dataset = getattr(datamodule, "train_dataset", None)
+    if dataset is None and callable(getattr(datamodule, "setup", None)):
+        datamodule.setup("fit")
+        dataset = getattr(datamodule, "train_dataset", None)
+    if dataset is None and callable(getattr(datamodule, "train_dataloader", None)):
+        try:
+            dataset = getattr(datamodule.train_dataloader(), "dataset", None)
+        except Exception:  # a datamodule without training data may raise anything here
+            dataset = None
+    if dataset is None:
+        raise ValueError(
+            f"`labelled` ({type(datamodule).__name__}) has no training data: active learning labels samples of the "
+            "training set. Give it a `train_dataset` (e.g. `ImageClassificationData.from_folders(train_folder=...)`)."
+        )
+    try:
+        size = len(dataset)
+    except TypeError:
+        raise ValueError("`labelled`'s training dataset must have a length (a map-style dataset).") from None
+    if size == 0:
+        raise ValueError(f"`labelled` ({type(datamodule).__name__}) has an empty training dataset.")
+    return dataset
+
+
+def _find_eval_dataset(datamodule: Any, train_dataset: Dataset) -> Dataset:
+    for name in ("train_dataset_for_inference", "inference_dataset"):
+        method = getattr(datamodule, name, None)
+        if callable(method):
+            dataset = method() if name == "train_dataset_for_inference" else method("train")
+            if len(dataset) != len(train_dataset):
+                raise ValueError(
+                    f"`labelled.{name}` has {len(dataset)} samples but the training set has {len(train_dataset)}; it "
+                    "must serve the same samples in the same order (with evaluation transforms)."
+                )
+            return dataset
+    return train_dataset
+
+
+def _find_num_classes(datamodule: Any, dataset: Dataset) -> int:
+    num_classes = getattr(datamodule, "num_classes", None)
+    if num_classes is None and getattr(datamodule, "classes", None) is not None:
+        num_classes = len(datamodule.classes)
+    if num_classes is None and getattr(dataset, "targets", None) is not None:
+        targets = np.asarray([int(t) for t in dataset.targets])
+        num_classes = int(targets.max()) + 1 if targets.size else None
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(
+            f"Cannot tell the number of classes of `labelled` ({type(datamodule).__name__}): give it a "
+            "`num_classes` attribute (or `classes`)."
+        )
+    return int(num_classes)
+
+
+class ActiveLearningDataModule(pl.LightningDataModule):
+    """Labelled / validation / pool split of a datamodule's training set for active learning.
+
+    Args:
+        labelled: the LightningDataModule whose training set is to be labelled (its labels are revealed by the
+            default oracle: simulation). Kept as ``self.labelled`` as in Lightning Flash.
+        heuristic: a BaaL heuristic or its name (``"bald"``, ``"entropy"``, ...; see
+            :data:`alkit.active.heuristics.HEURISTIC_NAMES`).
+        map_dataset_to_labelled: ``f(train_dataset) -> mask`` of samples labelled from the start (non-zero = yes).
+        filter_unlabelled_data: ``f(pool_dataset) -> dataset`` restricting what is scored; it must return the
+            dataset itself or a ``torch.utils.data.Subset`` of it (so positions map back to dataset indices).
+        initial_num_labels: samples labelled at random (seeded) before the first round.
+        query_size: samples labelled per round.
+        val_split: fraction of the *initially* labelled samples held out for validation, once. ``ceil(val_split *
+            n)`` samples; at least one training sample must remain; fewer than 2 validation samples draws a warning
+            (a metric on one sample is 0 or 1). Must be None when ``labelled`` has its own validation set.
+        pool_size: score only a random subset of this many pool samples each round (Gal et al.'s protocol).
+        seed: seeds every random choice here (initial labels, validation split, pool subsets, stochastic
+            heuristics, the "random" heuristic), so a run is reproducible.
+        oracle: ``oracle(dataset_indices, items) -> labels``; None reveals the labels already in the data.
+        pool_batch_size: batch size for scoring the pool (default: ``labelled.batch_size``); inference needs no
+            gradients, so a larger batch is usually faster.
+
+    Raises:
+        ValueError / TypeError: on any bad argument, before any sample is labelled.
+    """
+
+    def __init__(
+        self,
+        labelled: pl.LightningDataModule,
+        heuristic: str | AbstractHeuristic = "bald",
+        map_dataset_to_labelled: Callable[[Dataset], Any] | None = None,
+        filter_unlabelled_data: Callable[[Dataset], Dataset] | None = None,
+        initial_num_labels: int | None = None,
+        query_size: int = 1,
+        val_split: float | None = None,
+        pool_size: int | None = None,
+        seed: int | None = None,
+        oracle: Oracle | None = None,
+        pool_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        # ---- arguments, all checked before anything is labelled ------------------------------------------------
+        if labelled is None:
+            raise ValueError("`labelled` must be a LightningDataModule with a training set, got None.")
+        _check_int("query_size", query_size, 1)
+        _check_int("initial_num_labels", initial_num_labels, 0, allow_none=True)
+        _check_int("pool_size", pool_size, 1, allow_none=True)
+        _check_int("pool_batch_size", pool_batch_size, 1, allow_none=True)
+        _check_int("seed", seed, 0, allow_none=True)
+        if val_split is not None and (
+            isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or not 0.0 <= val_split < 1.0
+        ):
+            raise ValueError(f"`val_split` must be a float in [0, 1) or None, got {val_split!r}.")
+        if oracle is not None and not callable(oracle):
+            raise TypeError(
+                f"`oracle` must be a callable `(dataset_indices, items) -> labels` or None, got {oracle!r}."
+            )
+        for name, fn in (
+            ("map_dataset_to_labelled", map_dataset_to_labelled),
+            ("filter_unlabelled_data", filter_unlabelled_data),
+        ):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"`{name}` must be callable or None, got {fn!r}.")
+        self.query_size = int(query_size)
+        self.heuristic = resolve_heuristic(heuristic, query_size=self.query_size, seed=seed)
+        self.labelled = labelled
+        self.seed = seed
+        self.val_split = float(val_split) if val_split else None
+        self.pool_size = pool_size
+        self.initial_num_labels = initial_num_labels
+        self.oracle = oracle
+        self.map_dataset_to_labelled = map_dataset_to_labelled
+        self.filter_unlabelled_data = filter_unlabelled_data
+        self.pool_batch_size = pool_batch_size
+
+        # ---- the data --------------------------------------------------------------------------------------------
+        train_dataset = _find_train_dataset(labelled)
+        size = len(train_dataset)
+        self._has_own_val = getattr(labelled, "val_dataset", None) is not None
+        if self._has_own_val and self.val_split is not None:
+            raise ValueError(
+                f"`val_split={val_split}` but `labelled` already has a validation set; use one or the other "
+                "(val_split=None to validate on the datamodule's own validation set)."
+            )
+        self.num_classes = _find_num_classes(labelled, train_dataset)
+        classes = getattr(labelled, "classes", None)
+        self.classes: list[str] | None = list(classes) if classes is not None else None
+        self._label_overrides: dict[int, int] = {}
+        self._train_source = train_dataset
+        self._train_view = TargetOverrideDataset(train_dataset, self._label_overrides)
+        self._eval_view = TargetOverrideDataset(_find_eval_dataset(labelled, train_dataset), self._label_overrides)
+
+        mask = np.zeros(size, dtype=int)
+        if map_dataset_to_labelled is not None:
+            given = np.asarray(map_dataset_to_labelled(train_dataset)).reshape(-1)
+            if given.shape[0] != size:
+                raise ValueError(
+                    f"`map_dataset_to_labelled` returned a mask of length {given.shape[0]} for a training set "
+                    f"of {size}."
+                )
+            mask = (given != 0).astype(int)
+        available = size - int(mask.sum())
+        if initial_num_labels is not None and initial_num_labels > available:
+            raise ValueError(
+                f"`initial_num_labels={initial_num_labels}` exceeds the {available} unlabelled samples of the training "
+                f"set (size {size}); accepted: 0..{available}."
+            )
+        initially = int(mask.sum()) + (initial_num_labels or 0)
+        num_val = math.ceil(round(self.val_split * initially, 9)) if self.val_split else 0  # 0.1 * 30 -> 3
+        if self.val_split is not None and initially == 0:
+            raise ValueError(
+                f"`val_split={val_split}` draws the validation set from the initially labelled samples, but none is "
+                "labelled at the start; set `initial_num_labels` (or `map_dataset_to_labelled`)."
+            )
+        if self.val_split is not None and num_val >= initially:
+            raise ValueError(
+                f"`val_split={val_split}` holds out {num_val} of the {initially} initially labelled samples, leaving "
+                "none to train on; label more samples at the start (`initial_num_labels`) or lower `val_split`."
+            )
+
+        # ---- initial state -----------------------------------------------------------------------------------------
+        self._rng = np.random.default_rng(seed)
+        self._round = 0
+        self._pool_subset: np.ndarray | None = None
+        self._pool_subset_key: tuple[int, int] | None = None
+        self._dataset = _BaalDataset(self._train_view, self._eval_view, mask)
+        if initial_num_labels:
+            unlabelled = np.flatnonzero(~self._dataset.labelled)
+            self._mark_labelled(np.sort(self._rng.choice(unlabelled, size=initial_num_labels, replace=False)))
+        labelled_now = np.flatnonzero(self._dataset.labelled)
+        self._val_indices = np.zeros(0, dtype=np.int64)
+        if num_val:
+            self._val_indices = np.sort(self._rng.choice(labelled_now, size=num_val, replace=False)).astype(np.int64)
+            if num_val < 2:
+                warnings.warn(
+                    f"The validation set has {num_val} sample ({val_split} of {initially} labelled samples): a metric "
+                    "on one sample is 0 or 1. Use at least 2 validation samples (more initial labels or a larger "
+                    "val_split) for model selection to mean anything.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        if labelled_now.size == 0:
+            warnings.warn(
+                "No sample is labelled at the start (`initial_num_labels` not set): the first round trains on "
+                "nothing and the first uncertainty estimates are those of an untrained model.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # what is where (dataset indices)
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> ActiveLearningDataset:
+        """BaaL's ``ActiveLearningDataset`` holding the labelled mask (validation samples count as labelled)."""
+        return self._dataset
+
+    @property
+    def round(self) -> int:
+        """Number of labelling steps made since the initial labels."""
+        return self._round
+
+    @property
+    def labelled_indices(self) -> np.ndarray:
+        """Dataset indices of every labelled sample, training and validation."""
+        return np.flatnonzero(self._dataset.labelled).astype(np.int64)
+
+    @property
+    def val_indices(self) -> np.ndarray:
+        """Dataset indices of the validation samples (fixed after construction)."""
+        return self._val_indices.copy()
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        """Dataset indices the model trains on: labelled and not in validation."""
+        return np.setdiff1d(self.labelled_indices, self._val_indices, assume_unique=True)
+
+    @property
+    def pool_indices(self) -> np.ndarray:
+        """Dataset indices of every unlabelled sample."""
+        return np.flatnonzero(~self._dataset.labelled).astype(np.int64)
+
+    @property
+    def num_labelled(self) -> int:
+        return int(self._dataset.labelled.sum())
+
+    @property
+    def has_labelled_data(self) -> bool:
+        return self.train_indices.size > 0
+
+    @property
+    def has_unlabelled_data(self) -> bool:
+        return bool((~self._dataset.labelled).any())
+
+    @property
+    def has_validation(self) -> bool:
+        return self._has_own_val or self._val_indices.size > 0
+
+    @property
+    def has_test(self) -> bool:
+        return getattr(self.labelled, "test_dataset", None) is not None
+
+    @property
+    def labelled_dataset(self) -> Dataset:
+        """The training samples (labelled minus validation) with training transforms and the oracle's labels."""
+        return Subset(self._train_view, self.train_indices.tolist())
+
+    @property
+    def val_dataset(self) -> Dataset | None:
+        if self._has_own_val:
+            return self.labelled.val_dataset
+        if self._val_indices.size:
+            return Subset(self._eval_view, self._val_indices.tolist())
+        return None
+
+    @property
+    def pool(self) -> ActiveLearningPool:
+        """The whole unlabelled pool (BaaL's ``ActiveLearningPool``) with evaluation transforms, in index order."""
+        return self._dataset.pool
+
+    @property
+    def current_pool_indices(self) -> np.ndarray:
+        """Dataset index of each position of :meth:`pool_dataloader` this round (filtered, maybe a random subset).
+
+        The subset is drawn once per labelling step and kept until the next one, so scores computed on the pool
+        dataloader always map back through this array.
+        """
+        key = (self._round, self.num_labelled)
+        if self._pool_subset is None or self._pool_subset_key != key:
+            candidates = self._filtered_pool_indices()
+            if self.pool_size is not None and self.pool_size < candidates.size:
+                candidates = np.sort(self._rng.choice(candidates, size=self.pool_size, replace=False))
+            self._pool_subset, self._pool_subset_key = candidates.astype(np.int64), key
+        return self._pool_subset.copy()
+
+    def _filtered_pool_indices(self) -> np.ndarray:
+        pool_indices = self.pool_indices
+        if self.filter_unlabelled_data is None:
+            return pool_indices
+        pool_dataset = Subset(self._eval_view, pool_indices.tolist())
+        kept = self.filter_unlabelled_data(pool_dataset)
+        if kept is pool_dataset:
+            return pool_indices
+        if isinstance(kept, Subset) and kept.dataset is pool_dataset:
+            return pool_indices[np.asarray(kept.indices, dtype=np.int64)]
+        raise ValueError(
+            "`filter_unlabelled_data` must return the pool dataset it was given or a `torch.utils.data.Subset` of it "
+            f"(so that scored positions map back to dataset indices), got {type(kept).__name__}."
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Lightning dataloaders
+    # ------------------------------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int | None = None) -> DataLoader:
+        make = getattr(self.labelled, "make_dataloader", None)
+        if batch_size is None and callable(make):
+            return make(dataset, shuffle=shuffle)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or getattr(self.labelled, "batch_size", None) or 1,
+            shuffle=shuffle,
+            num_workers=getattr(self.labelled, "num_workers", 0) or 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Labelled training samples (validation excluded), shuffled, with training transforms."""
+        return self._loader(self.labelled_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The fixed validation set with evaluation transforms (or the wrapped datamodule's own); ``[]`` if none."""
+        if self._has_own_val:
+            return self.labelled.val_dataloader()
+        dataset = self.val_dataset
+        return self._loader(dataset, shuffle=False) if dataset is not None else []
+
+    def test_dataloader(self) -> DataLoader | list:
+        """The wrapped datamodule's test set; ``[]`` if it has none."""
+        return self.labelled.test_dataloader() if self.has_test else []
+
+    def pool_dataloader(self) -> DataLoader:
+        """This round's pool (see :attr:`current_pool_indices`) in a fixed order with evaluation transforms."""
+        dataset = Subset(self._eval_view, self.current_pool_indices.tolist())
+        batch_size = self.pool_batch_size or getattr(self.labelled, "batch_size", None) or 1
+        return self._loader(dataset, shuffle=False, batch_size=batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Alias of :meth:`pool_dataloader` (Flash scored the pool through the predict loop)."""
+        return self.pool_dataloader()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # labelling
+    # ------------------------------------------------------------------------------------------------------------
+    def query(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Label the ``query_size`` most informative samples of this round's pool; return their dataset indices.
+
+        ``scores[k]`` is the heuristic's score of the ``k``-th sample of :meth:`pool_dataloader` (as returned by
+        :func:`alkit.active.scoring.score_pool`); ranking follows the heuristic (see
+        :func:`alkit.active.scoring.select_query`).
+        """
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        pool = self.current_pool_indices
+        if scores.shape[0] != pool.shape[0]:
+            raise ValueError(
+                f"Got {scores.shape[0]} scores for a pool of {pool.shape[0]} samples this round; score exactly the "
+                "samples of `pool_dataloader()` (in its order) and pass all their scores."
+            )
+        positions = select_query(scores, self.query_size, self.heuristic, rng=self._rng)
+        indices = pool[positions]
+        self.label(indices)
+        return indices
+
+    def label(self, indices: Sequence[int] | np.ndarray | int, labels: Sequence[Any] | None = None) -> np.ndarray:
+        """Label samples given by *dataset* index; ``labels`` (a person's answer) or else the oracle provides them.
+
+        Every check runs before anything changes: indices must be distinct, in range and unlabelled; labels must be
+        one per index and each a known class (index or name). Returns the labelled dataset indices.
+        """
+        indices = self._check_new_indices(indices)
+        if indices.size == 0:
+            return indices
+        if labels is not None:
+            checked = check_labels(labels, indices, self.num_classes, self.classes, source="`labels` argument")
+        elif self.oracle is not None:
+            answer = self.oracle(indices.copy(), LazyItems(self._eval_view, indices))
+            checked = check_labels(answer, indices, self.num_classes, self.classes, source="oracle")
+        else:
+            checked = None  # simulation: the labels already in the data are used as they are
+            check_labels(reveal_labels(self._train_source, indices), indices, self.num_classes, self.classes, "data")
+        self._mark_labelled(indices, checked)
+        self._round += 1
+        return indices
+
+    def _check_new_indices(self, indices: Any) -> np.ndarray:
+        array = np.asarray(indices).reshape(-1)
+        size = len(self._dataset.labelled)
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"`indices` must be integer dataset indices, got {indices!r}.")
+        array = array.astype(np.int64)
+        out_of_range = array[(array < 0) | (array >= size)]
+        if out_of_range.size:
+            raise ValueError(f"`indices` {out_of_range.tolist()} are out of range for a training set of {size}.")
+        if np.unique(array).size != array.size:
+            raise ValueError(f"`indices` contains duplicates: {array.tolist()}.")
+        already = array[self._dataset.labelled[array]]
+        if already.size:
+            raise ValueError(
+                f"Dataset indices {already.tolist()} are already labelled; only pool samples can be labelled."
+            )
+        return array
+
+    def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None = None) -> None:
+        """Label ``indices`` through BaaL (pool-relative indices) and record user labels, checking the result."""
+        if labels is None and self.oracle is not None:
+            labels = check_labels(
+                self.oracle(indices.copy(), LazyItems(self._eval_view, indices)),
+                indices,
+                self.num_classes,
+                self.classes,
+                source="oracle",
+            )
+        expected = self._dataset.labelled.copy()
+        expected[indices] = True
+        self._dataset.label(self._dataset._oracle_to_pool_index(indices.tolist()))
+        if not np.array_equal(self._dataset.labelled, expected):  # BaaL's index conversion must agree with ours
+            raise RuntimeError("Internal error: BaaL labelled other samples than requested.")
+        if labels is not None:
+            self._label_overrides.update({int(i): int(label) for i, label in zip(indices, labels)})
+
+    # ------------------------------------------------------------------------------------------------------------
+    # checkpointing (Lightning saves a datamodule's state_dict in every checkpoint)
+    # ------------------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Labelled mask (with BaaL's step numbers), validation membership, user labels, RNG states, round.
+
+        Only plain Python types, so the checkpoint loads with ``torch.load(weights_only=True)``.
+        """
+        heuristic_rng = getattr(self.heuristic, "rng", None)
+        subset = self._pool_subset if self.pool_size is not None else None
+        return {
+            "format": _STATE_FORMAT,
+            "dataset_size": int(len(self._dataset.labelled_map)),
+            "labelled_map": [int(v) for v in self._dataset.labelled_map],
+            "val_indices": [int(i) for i in self._val_indices],
+            "label_overrides": {int(k): int(v) for k, v in self._label_overrides.items()},
+            "round": int(self._round),
+            "rng_state": _plain(self._rng.bit_generator.state),
+            # the drawn subset is state only when it is random (pool_size); otherwise it is recomputed identically
+            "pool_subset": None if subset is None else [int(i) for i in subset],
+            "pool_subset_key": None if subset is None else list(self._pool_subset_key),
+            "heuristic_rng_state": _plain(heuristic_rng.get_state())
+            if isinstance(heuristic_rng, np.random.RandomState)
+            else None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a checkpoint of another dataset is refused and nothing changes."""
+        if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
+            raise ValueError(
+                f"Not an ActiveLearningDataModule state (expected format {_STATE_FORMAT!r}, got "
+                f"{state_dict.get('format') if isinstance(state_dict, dict) else type(state_dict).__name__!r})."
+            )
+        size = len(self._dataset.labelled_map)
+        labelled_map = np.asarray(state_dict["labelled_map"], dtype=int)
+        if state_dict["dataset_size"] != size or labelled_map.shape != (size,):
+            raise ValueError(
+                f"The checkpoint's active-learning state is for a training set of {state_dict['dataset_size']} "
+                f"samples, "
+                f"but this datamodule's training set has {size}: it belongs to another dataset. The labelled set is "
+                "unchanged."
+            )
+        val_indices = np.asarray(state_dict["val_indices"], dtype=np.int64)
+        if val_indices.size and (
+            val_indices.min() < 0 or val_indices.max() >= size or not labelled_map[val_indices].all()
+        ):
+            raise ValueError("The checkpoint's validation indices are not labelled samples of this dataset.")
+        overrides = {int(k): int(v) for k, v in state_dict["label_overrides"].items()}
+        if any(not 0 <= k < size or not 0 <= v < self.num_classes for k, v in overrides.items()):
+            raise ValueError("The checkpoint's user labels do not fit this dataset (index or class out of range).")
+
+        self._dataset.labelled_map = labelled_map
+        self._val_indices = val_indices
+        self._label_overrides.clear()
+        self._label_overrides.update(overrides)
+        self._round = int(state_dict["round"])
+        self._rng.bit_generator.state = state_dict["rng_state"]
+        subset = state_dict.get("pool_subset")
+        key = state_dict.get("pool_subset_key")
+        self._pool_subset = None if subset is None else np.asarray(subset, dtype=np.int64)
+        self._pool_subset_key = None if key is None else (int(key[0]), int(key[1]))
+        heuristic_state = state_dict.get("heuristic_rng_state")
+        heuristic_rng = getattr(self.heuristic, "rng", None)
+        if heuristic_state is not None and isinstance(heuristic_rng, np.random.RandomState):
+            name, keys, pos, has_gauss, cached = heuristic_state
+            heuristic_rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(labelled={self.num_labelled} (val {self._val_indices.size}), "
+            f"pool={int((~self._dataset.labelled).sum())}, query_size={self.query_size}, "
+            f"heuristic={type(self.heuristic).__name__})"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """NumPy containers and scalars -> plain Python (lists, ints, floats), recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

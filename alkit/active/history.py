@@ -1,0 +1,225 @@
+"""Per-round records of an active-learning run, saved safely and plotted as label-efficiency curves.
+
+A research result is "accuracy as a function of the number of labels"; this module keeps exactly that, one
+:class:`RoundRecord` per round, and writes it as CSV (for spreadsheets, pandas) and JSON (exact round trip) with
+atomic replaces, so an interrupted write never leaves a truncated history behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ActiveLearningHistory", "RoundRecord", "plot_label_efficiency"]
+
+_FIXED_COLUMNS = ("round", "num_labelled", "num_added", "indices_added", "train_time_s", "scoring_time_s")
+
+
+@dataclass
+class RoundRecord:
+    """One round: trained on ``num_labelled`` labels, evaluated, then ``indices_added`` were labelled.
+
+    Attributes:
+        round: 0-based round number.
+        num_labelled: labelled samples the model of this round was trained on (validation samples excluded).
+        indices_added: dataset indices labelled at the end of the round (empty after the last round).
+        metrics: logged metrics by name, e.g. ``{"train_loss": ..., "val_acc": ..., "test_acc": ...}``.
+        train_time_s: seconds spent fitting (and validating / testing) this round.
+        scoring_time_s: seconds spent scoring the pool and labelling.
+    """
+
+    round: int
+    num_labelled: int
+    indices_added: list[int] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_time_s: float = 0.0
+    scoring_time_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.round = int(self.round)
+        self.num_labelled = int(self.num_labelled)
+        self.indices_added = [int(i) for i in self.indices_added]
+        self.metrics = {str(k): float(v) for k, v in self.metrics.items()}
+        self.train_time_s = float(self.train_time_s)
+        self.scoring_time_s = float(self.scoring_time_s)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat row: fixed columns, then one column per metric."""
+        row: dict[str, Any] = {
+            "round": self.round,
+            "num_labelled": self.num_labelled,
+            "num_added": len(self.indices_added),
+            "indices_added": " ".join(str(i) for i in self.indices_added),
+            "train_time_s": self.train_time_s,
+            "scoring_time_s": self.scoring_time_s,
+        }
+        row.update(self.metrics)
+        return row
+
+
+class ActiveLearningHistory(Sequence):
+    """The list of :class:`RoundRecord` of one run, with CSV/JSON persistence and checkpointable state."""
+
+    def __init__(self, records: Iterable[RoundRecord | Mapping[str, Any]] = ()) -> None:
+        self._records: list[RoundRecord] = [r if isinstance(r, RoundRecord) else RoundRecord(**r) for r in records]
+
+    def append(self, record: RoundRecord) -> None:
+        self._records.append(record)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> RoundRecord:  # type: ignore[override]
+        return self._records[index]
+
+    def __iter__(self) -> Iterator[RoundRecord]:
+        return iter(self._records)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActiveLearningHistory) and self._records == other._records
+
+    def __repr__(self) -> str:
+        return f"ActiveLearningHistory({len(self)} rounds)"
+
+    @property
+    def metric_names(self) -> list[str]:
+        return sorted({name for record in self._records for name in record.metrics})
+
+    def curve(self, metric: str) -> tuple[list[int], list[float]]:
+        """``(num_labelled, metric value)`` of the rounds that logged ``metric``."""
+        points = [(r.num_labelled, r.metrics[metric]) for r in self._records if metric in r.metrics]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    # -- checkpoint state ------------------------------------------------------------------------------------------
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Plain Python (loadable with ``torch.load(weights_only=True)``)."""
+        return [asdict(record) for record in self._records]
+
+    def load_state_dict(self, state: Iterable[Mapping[str, Any]]) -> None:
+        self._records = [RoundRecord(**dict(r)) for r in state]
+
+    # -- files -------------------------------------------------------------------------------------------------------
+    def to_csv(self) -> str:
+        columns = list(_FIXED_COLUMNS) + self.metric_names
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for record in self._records:
+            writer.writerow(record.to_row())
+        return buffer.getvalue()
+
+    def to_json(self) -> str:
+        return json.dumps({"rounds": self.state_dict()}, indent=2)
+
+    def save(self, directory: str | os.PathLike, name: str = "active_learning_history") -> tuple[Path, Path]:
+        """Write ``<directory>/<name>.csv`` and ``.json`` atomically (temporary file + ``os.replace``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
+        _atomic_write(json_path, self.to_json())
+        _atomic_write(csv_path, self.to_csv())
+        return csv_path, json_path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ActiveLearningHistory:
+        """Read a history saved by :meth:`save` (``.json`` exactly; ``.csv`` with metrics as floats)."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            return cls(json.loads(text)["rounds"])
+        if path.suffix.lower() != ".csv":
+            raise ValueError(f"Cannot read a history from {str(path)!r}: expected a .json or .csv file.")
+        records = []
+        for row in csv.DictReader(io.StringIO(text)):
+            metrics = {k: float(v) for k, v in row.items() if k not in _FIXED_COLUMNS and v not in ("", None)}
+            records.append(
+                RoundRecord(
+                    round=int(row["round"]),
+                    num_labelled=int(row["num_labelled"]),
+                    indices_added=[int(i) for i in row["indices_added"].split()],
+                    metrics=metrics,
+                    train_time_s=float(row["train_time_s"]),
+                    scoring_time_s=float(row["scoring_time_s"]),
+                )
+            )
+        return cls(records)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+HistoryLike = ActiveLearningHistory | Sequence[RoundRecord] | str | os.PathLike
+
+
+def _as_history(value: HistoryLike) -> ActiveLearningHistory:
+    if isinstance(value, ActiveLearningHistory):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return ActiveLearningHistory.load(value)
+    return ActiveLearningHistory(value)
+
+
+def plot_label_efficiency(
+    history: HistoryLike | Mapping[str, HistoryLike] | Sequence[HistoryLike],
+    metric: str = "test_acc",
+    ax: Any = None,
+    label: str | Sequence[str] | None = None,
+) -> Any:
+    """Draw ``metric`` against the number of labelled samples; returns the matplotlib axes.
+
+    Args:
+        history: one history (object, list of records or a saved .json/.csv path), several in a list, or a mapping
+            ``{label: history}`` to compare heuristics on one axes.
+        metric: a logged metric name, e.g. ``"test_acc"`` or ``"val_acc"``.
+        ax: axes to draw on; a new figure is made when None (works on the headless Agg backend).
+        label: legend label(s) when ``history`` is not a mapping.
+
+    Raises:
+        ValueError: no history logged ``metric`` (the message lists the metrics that were logged).
+    """
+    if isinstance(history, Mapping):
+        named = [(str(k), _as_history(v)) for k, v in history.items()]
+    elif isinstance(history, (ActiveLearningHistory, str, os.PathLike)) or (
+        isinstance(history, Sequence) and history and isinstance(history[0], RoundRecord)
+    ):
+        named = [(label if isinstance(label, str) else None, _as_history(history))]  # type: ignore[arg-type]
+    else:
+        labels = list(label) if label is not None and not isinstance(label, str) else [None] * len(history)
+        named = [(lab, _as_history(h)) for lab, h in zip(labels, history)]
+    if not any(h.curve(metric)[0] for _, h in named):
+        logged = sorted({m for _, h in named for m in h.metric_names})
+        raise ValueError(f"No round logged the metric {metric!r}; logged metrics: {logged}.")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 4))
+    for name, hist in named:
+        xs, ys = hist.curve(metric)
+        ys = [y if math.isfinite(y) else float("nan") for y in ys]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("labelled samples")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Label efficiency: {metric}")
+    ax.grid(True, alpha=0.3)
+    if any(name for name, _ in named):
+        ax.legend()
+    return ax
