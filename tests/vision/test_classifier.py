@@ -12,8 +12,13 @@ import torch
 import torchvision
 from torch import nn
 
-from alkit.vision import ImageClassificationData, ImageClassifier, PretrainedWeightsWarning, available_backbones
-from alkit.vision import backbones
+from alkit.vision import (
+    ImageClassificationData,
+    ImageClassifier,
+    PretrainedWeightsWarning,
+    available_backbones,
+    backbones,
+)
 from alkit.vision.backbones import _strip_classifier, backbone_spec, register_backbone
 from tests.vision.conftest import make_tree
 
