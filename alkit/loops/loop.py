@@ -42,7 +42,8 @@ __all__ = ["Loop"]
 class Loop(_Loop):
     """Base class for every alkit loop; subclass it and implement ``done`` and ``advance``.
 
-    A loop is constructed without a trainer. It is attached when assigned to a trainer
+    A loop is constructed without a trainer; reading ``loop.trainer`` before it is attached is a clear error. It is
+    attached when assigned to a trainer
     (``trainer.fit_loop = loop``) or to an attached loop (``trainer.fit_loop.epoch_loop = loop``); attaching a loop
     attaches all of its children, including children assigned later.
     """
@@ -52,47 +53,44 @@ class Loop(_Loop):
     _carried_attributes: tuple[str, ...] = ()
 
     def __init__(self, trainer: pl.Trainer | None = None) -> None:
-        # `_trainer` must exist before `_Loop.__init__` assigns `self.trainer` through our property.
-        self.__dict__["_trainer"] = None
         self.__dict__["_parent_ref"] = None
         super().__init__(trainer)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------------------------
     # trainer attachment
     # ------------------------------------------------------------------------------------------------------------
-    @property
-    def trainer(self) -> pl.Trainer:
-        """The trainer this loop is attached to; a clear error until it is attached."""
-        trainer = self.__dict__.get("_trainer")
-        if trainer is None:
-            raise RuntimeError(
-                f"The loop `{type(self).__name__}` is not attached to a Trainer yet. Attach it first, e.g."
-                " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
-            )
-        return trainer
-
-    @trainer.setter
-    def trainer(self, trainer: pl.Trainer | None) -> None:
+    def _attach(self, trainer: pl.Trainer | None) -> None:
+        """Give this loop, its children and the loop it stands in for ``trainer`` (``None`` detaches)."""
         import pytorch_lightning as pl
 
-        if trainer is not None and not isinstance(trainer, pl.Trainer):
+        if trainer is None:
+            self.__dict__.pop("trainer", None)
+        elif not isinstance(trainer, pl.Trainer):
             raise TypeError(
                 f"`{type(self).__name__}.trainer` must be a `pytorch_lightning.Trainer`, got {type(trainer).__name__}."
             )
-        self.__dict__["_trainer"] = trainer
+        else:
+            # a plain instance attribute, not a property: Lightning's loop code reads it dozens of times per batch
+            self.__dict__["trainer"] = trainer
         for child in self.children():
             child.trainer = trainer
         delegate = self.stands_in_for
-        if delegate is not None and delegate.__dict__.get("_trainer", delegate.__dict__.get("trainer")) is not trainer:
+        if delegate is not None and delegate.__dict__.get("trainer") is not trainer:
             delegate.trainer = trainer
 
     @property
     def is_attached(self) -> bool:
         """Whether this loop has a trainer."""
-        return self.__dict__.get("_trainer") is not None
+        return self.__dict__.get("trainer") is not None
 
     def __getattr__(self, name: str) -> Any:
-        # Called only when normal lookup fails. A loop standing in for the FitLoop (a research loop wrapping it, or
+        # Called only when normal lookup fails.
+        if name == "trainer":
+            raise RuntimeError(
+                f"The loop `{type(self).__name__}` is not attached to a Trainer yet. Attach it first, e.g."
+                " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
+            )
+        # A loop standing in for the FitLoop (a research loop wrapping it, or
         # a loop written from scratch) forwards the reads Lightning's Trainer makes (`fit_loop.epoch_loop`,
         # `fit_loop.epoch_progress`, ...) to the FitLoop it stands in for.
         delegate = self.__dict__.get("_delegate")
@@ -122,6 +120,13 @@ class Loop(_Loop):
         return ref() if ref is not None else None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "trainer":
+            self._attach(value)
+            return
+        # Hot path (loops set counters and flags every batch): plain values on a loop that stands in for nobody.
+        if not isinstance(value, _Loop) and "_delegate" not in self.__dict__:
+            object.__setattr__(self, name, value)
+            return
         delegate = self.__dict__.get("_delegate")
         if (
             delegate is not None
@@ -133,12 +138,12 @@ class Loop(_Loop):
             # forwards writes of attributes it does not own, so the FitLoop doing the work sees them.
             setattr(delegate[0], name, value)
             return
-        if isinstance(value, _Loop) and name not in ("_trainer", "_parent_ref"):
+        if isinstance(value, _Loop) and name != "_parent_ref":
             if isinstance(value, Loop):
                 value.__dict__["_parent_ref"] = weakref.ref(self)
-            if self.__dict__.get("_trainer") is not None:
-                value.trainer = self.__dict__["_trainer"]
-        super().__setattr__(name, value)
+            if self.__dict__.get("trainer") is not None:
+                value.trainer = self.__dict__["trainer"]
+        object.__setattr__(self, name, value)
 
     def children(self) -> Iterator[_Loop]:
         """The child loops connected to this loop (the attributes holding a loop)."""
@@ -205,8 +210,17 @@ class Loop(_Loop):
                 break
             finally:
                 self.on_iteration_done()
-        self._restarting = False
+        if self._restarting:
+            self._restarting = False
         return self.on_run_end()
+
+    def on_iteration_done(self) -> None:
+        """Clear the reload flags after an iteration (``restarting`` is true only until the first one ends)."""
+        # Skipping the writes when nothing is set keeps the per-batch loops cheap (this runs for every batch).
+        if self._restarting or self._loaded_from_state_dict or self._resuming_from_checkpoint:
+            super().on_iteration_done()
+        else:
+            self.reset_restart_stage()
 
     # ------------------------------------------------------------------------------------------------------------
     # composition

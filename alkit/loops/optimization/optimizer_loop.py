@@ -14,6 +14,7 @@ receives ``optimizer_idx`` when its signature asks for it. With one optimizer it
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,12 @@ from alkit.loops.loop import Loop
 from alkit.loops.optimization._checks import raise_if_generator
 
 __all__ = ["OptimizerLoop"]
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_optimizer_idx(training_step: Callable) -> bool:
+    # signature inspection costs more than a tiny model's step: look it up once per training_step function
+    return is_param_in_hook_signature(training_step, "optimizer_idx", explicit=True)
 
 
 class _CheckedClosureResult(ClosureResult):
@@ -63,7 +70,6 @@ class OptimizerLoop(_AutomaticOptimization, Loop):
 
     def reset(self) -> None:
         self.optimizer_idx = 0
-        self._outputs = {}
         self._num_optimizers = len(self.trainer.optimizers)
 
     def advance(self, kwargs: OrderedDict, batch_idx: int) -> None:
@@ -83,7 +89,7 @@ class OptimizerLoop(_AutomaticOptimization, Loop):
         self.optimizer_idx += 1
 
     def on_run_end(self) -> Any:
-        outputs, self._outputs = self._outputs, {}
+        outputs, self._outputs = self._outputs, {}  # a fresh dict for the next batch
         if self._num_optimizers == 1:
             return outputs.get(0, {})
         return outputs
@@ -95,8 +101,7 @@ class OptimizerLoop(_AutomaticOptimization, Loop):
 
     def _step_kwargs(self, kwargs: OrderedDict) -> OrderedDict:
         """Add ``optimizer_idx`` for a ``training_step(batch, batch_idx, optimizer_idx)`` signature."""
-        training_step = self.trainer.lightning_module.training_step
-        if not is_param_in_hook_signature(training_step, "optimizer_idx", explicit=True):
+        if not _takes_optimizer_idx(type(self.trainer.lightning_module).training_step):
             return kwargs
         if self._num_optimizers < 2:
             raise ValueError(
