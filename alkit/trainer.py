@@ -80,6 +80,15 @@ class Trainer(pl.Trainer):
         loop.trainer = self
         return loop
 
+    @property
+    def _active_loop(self) -> Any:
+        # Lightning's logger connector and tuner dispatch on the active loop's type (`_FitLoop`, ...): a loop standing
+        # in for the FitLoop answers with the FitLoop doing the training.
+        loop = super()._active_loop
+        while isinstance(loop, Loop) and not isinstance(loop, _FitLoop) and loop.stands_in_for is not None:
+            loop = loop.stands_in_for
+        return loop
+
     # ----------------------------------------------------------------------------------------------------------------
     # running
     # ----------------------------------------------------------------------------------------------------------------

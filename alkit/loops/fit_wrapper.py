@@ -22,6 +22,7 @@ from collections import ChainMap
 from typing import Any
 
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loops.fit_loop import _FitLoop
 from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 
@@ -49,6 +50,10 @@ class FitWrapperLoop(Loop):
             )
         self.__dict__.pop("_delegate", None)  # `self.fit_loop = ...` must not be forwarded to an older loop
         self.fit_loop = fit_loop
+        # The wrapper owns the trainer-level limits (`trainer.max_epochs` is the number of rounds in Flash's active
+        # learning API); each segment sets the wrapped loop's own `max_epochs`.
+        self.min_epochs = fit_loop.min_epochs
+        self.max_epochs = fit_loop.max_epochs
         self.stand_in_for(fit_loop)
 
     @property
@@ -70,6 +75,15 @@ class FitWrapperLoop(Loop):
     def on_run_start(self, *args: Any, **kwargs: Any) -> None:
         self._require_fit_loop()
         self._remember_initial_callback_states()
+
+    @property
+    def resuming_segment(self) -> bool:
+        """True when the run was restored from a checkpoint saved inside a fit segment.
+
+        The next ``run_fit`` then continues that segment; a subclass must skip the preparation it does before a new
+        segment (restoring initial weights, labelling, switching folds), which already happened before the save.
+        """
+        return self._resumed_mid_segment
 
     def run_fit(self, num_epochs: int, reload_dataloaders: bool = True) -> None:
         """Train exactly ``num_epochs`` more epochs as a fresh fit: new optimizers, schedulers and callback state.
@@ -104,8 +118,15 @@ class FitWrapperLoop(Loop):
         """Give every stateful callback (EarlyStopping, ModelCheckpoint, ...) back its state from the run's start."""
         for callback in self.trainer.callbacks:
             state = self._initial_callback_states.get(callback.state_key)
-            if state is not None:
-                callback.load_state_dict(copy.deepcopy(state))
+            if state is None:
+                continue
+            state = copy.deepcopy(state)
+            if isinstance(callback, ModelCheckpoint):
+                # Best-k tracking starts over (a new fold or labelled set is a new problem; earlier files stay on
+                # disk, their names carry the ever-growing epoch and step). `last.ckpt` stays the one resume point
+                # instead of becoming `last-v1.ckpt`, `last-v2.ckpt`, ...
+                state["last_model_path"] = callback.last_model_path
+            callback.load_state_dict(state)
 
     def _remember_initial_callback_states(self) -> None:
         for callback in self.trainer.callbacks:
