@@ -15,7 +15,7 @@ _BLOCK = re.compile(r"(?:<!--\s*readme-test:\s*skip:?\s*(?P<reason>.*?)\s*-->\s*
 def snippets() -> list:
     text = README.read_text()
     found = []
-    for number, match in enumerate(_BLOCK.finditer(text)):
+    for match in _BLOCK.finditer(text):
         line = text[: match.start("code")].count("\n") + 1
         marks = [pytest.mark.skip(reason=match["reason"])] if match["reason"] is not None else []
         found.append(pytest.param(match["code"], id=f"README.md:{line}", marks=marks))
