@@ -52,8 +52,8 @@ from alkit.active.heuristics import (
 
 __all__ = ["PoolScores", "dropout_modules", "mc_dropout", "score_pool", "select_query"]
 
-#: Upper bound on rows fed to the head at once on the feature-cache path (features replicated I times).
-_MAX_REPLICATED_ROWS = 8192
+#: Rows (samples x MC iterations) fed to the head at once on the feature-cache path: caps the working memory.
+_MAX_REPLICATED_ROWS = 4096
 
 
 class PoolScores(NamedTuple):
@@ -196,22 +196,27 @@ def _mc_probabilities(
     iterations: int,
     split: _FeatureSplit | None,
     model_outputs: str,
-) -> torch.Tensor:
-    """``[B, C, ..., I]`` probabilities for one batch; the caller has set up :func:`mc_dropout`."""
+) -> Iterator[torch.Tensor]:
+    """``[b, C, ..., I]`` probabilities for consecutive chunks of one batch; the caller set up :func:`mc_dropout`.
+
+    On the feature-cache path the backbone runs once for the whole batch; the head then runs on chunks of samples
+    whose features are replicated ``I`` times, at most ``_MAX_REPLICATED_ROWS`` rows at a time, so the working
+    memory is capped whatever ``I`` is. Otherwise the whole batch goes through the model ``I`` times.
+    """
     batch_size = _batch_size_of(inputs)
-    if split is not None:
-        features = split.features(inputs)
-        per_chunk = max(1, min(iterations, _MAX_REPLICATED_ROWS // max(batch_size, 1)))
-        chunks = []
-        for start in range(0, iterations, per_chunk):
-            n = min(per_chunk, iterations - start)
-            replicated = features.repeat(n, *([1] * (features.ndim - 1)))  # [n * B, ...], iteration-major
-            logits = _check_logits(split.head(replicated), n * batch_size)
-            chunks.append(logits.reshape(n, batch_size, *logits.shape[1:]))
-        stacked = torch.cat(chunks, dim=0)  # [I, B, C, ...]
-    else:
+    if split is None:
         stacked = torch.stack([_check_logits(model(inputs), batch_size) for _ in range(iterations)], dim=0)
-    return _to_probabilities(stacked.movedim(0, -1), model_outputs)  # [B, C, ..., I], class axis 1
+        yield _to_probabilities(stacked.movedim(0, -1), model_outputs)  # [B, C, ..., I], class axis 1
+        return
+    features = split.features(inputs)
+    per_chunk = max(1, _MAX_REPLICATED_ROWS // iterations)
+    for start in range(0, batch_size, per_chunk):
+        chunk = features[start : start + per_chunk]
+        rows = chunk.shape[0]
+        replicated = chunk.repeat(iterations, *([1] * (chunk.ndim - 1)))  # [I * b, ...], iteration-major
+        logits = _check_logits(split.head(replicated), iterations * rows)
+        stacked = logits.reshape(iterations, rows, *logits.shape[1:])  # [I, b, C, ...]
+        yield _to_probabilities(stacked.movedim(0, -1), model_outputs)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -311,7 +316,8 @@ def score_pool(
             inputs = _to_device(_batch_input(batch), device)
             if not split_checked:
                 split_checked = True
-                if not _split_matches_model(model, split, inputs):
+                probe = inputs[:2] if isinstance(inputs, torch.Tensor) else inputs  # eval mode: rows independent
+                if not _split_matches_model(model, split, probe):
                     warnings.warn(
                         f"{type(model).__name__} has `backbone` and `head`, but `head(backbone(x))` does not "
                         "reproduce `model(x)`; scoring with full forward passes. Define `forward_features(x)` and "
@@ -321,13 +327,13 @@ def score_pool(
                     )
                     split = None
             with mc_dropout(model, enabled=has_dropout):
-                batch_probabilities = _mc_probabilities(model, inputs, iterations, split, model_outputs)
-            array = batch_probabilities.cpu().double().numpy()
-            seen += array.shape[0]
-            if streaming:
-                scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
-            else:
-                probabilities.append(array)
+                for chunk in _mc_probabilities(model, inputs, iterations, split, model_outputs):
+                    array = chunk.cpu().double().numpy()
+                    seen += array.shape[0]
+                    if streaming:
+                        scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
+                    else:
+                        probabilities.append(array)
 
     if expected is not None and seen != expected:
         raise RuntimeError(f"The pool dataloader yielded {seen} samples but its dataset has {expected}.")

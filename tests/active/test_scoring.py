@@ -247,3 +247,32 @@ def test_batch_bald_keeps_greedy_order():
     """BaaL scores BatchBALD picks with the growing joint MI; ranking them descending would drop the first pick."""
     scores = np.array([0.0, 0.9, 0.2, 0.0, 0.5, 0.7])  # greedy order: 2, 4, 5, 1
     assert select_query(scores, 3, resolve_heuristic("batch_bald", query_size=3)).tolist() == [2, 4, 5]
+
+
+def test_feature_cache_runs_the_backbone_once_per_batch():
+    """ANCHORS 8: Flash re-ran the frozen backbone for every MC iteration; here only the head runs I times."""
+    model = BackboneHead()
+    calls = {"backbone": 0, "head_rows": 0}
+    model.backbone.register_forward_hook(lambda *_: calls.__setitem__("backbone", calls["backbone"] + 1))
+    model.head.register_forward_hook(lambda m, i, o: calls.__setitem__("head_rows", calls["head_rows"] + len(i[0])))
+    score_pool(model, loader(torch.randn(12, 4), batch_size=4), "bald", mc_iterations=20)
+    # one per batch, plus two on two samples of the first batch to check that head(backbone(x)) == model(x)
+    assert calls["backbone"] == 3 + 2
+    assert calls["head_rows"] == 12 * 20 + 2 * 2
+    calls.update(backbone=0)
+    score_pool(model, loader(torch.randn(12, 4), batch_size=4), "bald", mc_iterations=20, feature_cache=False)
+    assert calls["backbone"] == 3 * 20
+
+
+def test_feature_cache_chunks_keep_the_mc_distribution(monkeypatch):
+    """With a tiny row budget the head runs on one sample at a time; the MC distribution is unchanged."""
+    import alkit.active.scoring as scoring
+
+    monkeypatch.setattr(scoring, "_MAX_REPLICATED_ROWS", 10)
+    model = BackboneHead(p=0.3)
+    x = torch.randn(6, 4)
+    chunked = score_pool(model, loader(x, batch_size=6), "bald", 400, return_probabilities=True)
+    whole = score_pool(model, loader(x, batch_size=6), "bald", 400, return_probabilities=True, feature_cache=False)
+    assert chunked.feature_cache and chunked.probabilities.shape == (6, 3, 400)
+    np.testing.assert_allclose(chunked.probabilities.mean(-1), whole.probabilities.mean(-1), atol=0.05)
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=0.05)

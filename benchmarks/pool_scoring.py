@@ -1,0 +1,249 @@
+"""Pool scoring cost: alkit's MC-dropout scorer against the straightforward way, side by side.
+
+Two measurements (see issue 4, "Performance", and ``shared/ANCHORS.md`` item 8):
+
+1. **Time**, frozen-backbone image classifier (alkit's ``ImageClassifier``: torchvision ResNet-18 + dropout/linear
+   head, the demo's ``strategy="freeze"`` shape), synthetic images, for I in {2, 20} MC iterations:
+   * alkit ``score_pool`` (backbone once per batch, head I times on replicated features, BALD streamed);
+   * the straightforward way, as Flash and BaaL do it: BaaL's ``ModelWrapper.predict_on_dataset`` on the
+     ``patch_module``-ed model (I full forward passes per sample), then BALD on the ``[N, C, I]`` array;
+   * one deterministic forward pass over the pool (the yardstick; target: alkit at I=20 <= 1.5x of it).
+2. **Peak memory** for a large synthetic pool (>= 200k samples, tiny feature model), I=2 vs I=20, each measured in
+   a fresh subprocess as the peak-RSS increase during scoring (Linux ``VmHWM`` reset via ``/proc/self/clear_refs``;
+   ``ru_maxrss`` elsewhere). Target: alkit's peak does not grow with I for per-sample heuristics.
+
+Run: ``python benchmarks/pool_scoring.py`` (about a minute on 2 CPU cores); ``--help`` for the knobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from functools import partial
+
+import numpy as np
+import torch
+from baal.active.heuristics import BALD
+from baal.bayesian.dropout import patch_module
+from baal.modelwrapper import ModelWrapper, TrainingArgs
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from alkit.active.scoring import mc_dropout, score_pool
+
+
+def _quiet_baal_logs() -> None:
+    try:
+        import logging
+
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    except Exception:  # structlog is BaaL's logger; silencing it is cosmetic
+        pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------------------------------------------
+def image_classifier() -> nn.Module:
+    from alkit.vision import ImageClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ImageClassifier(backbone="resnet18", pretrained=False, num_classes=2, dropout=0.1)
+    for parameter in model.backbone.parameters():  # strategy="freeze"
+        parameter.requires_grad = False
+    return model.eval()
+
+
+class TinyFeatureModel(nn.Module):
+    """A frozen feature layer and a dropout head: cheap enough to score 200k samples in seconds."""
+
+    def __init__(self, features: int = 32, hidden: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the three ways of scoring
+# ----------------------------------------------------------------------------------------------------------------
+def deterministic_pass(model: nn.Module, loader: DataLoader) -> None:
+    with torch.no_grad(), mc_dropout(model, enabled=False):
+        for x, _ in loader:
+            torch.softmax(model(x), dim=1)
+
+
+def alkit_scores(model: nn.Module, loader: DataLoader, iterations: int) -> np.ndarray:
+    return score_pool(model, loader, BALD(), mc_iterations=iterations).scores
+
+
+def straightforward_scores(model: nn.Module, dataset: TensorDataset, batch_size: int, iterations: int) -> np.ndarray:
+    """BaaL's documented recipe: patch dropout to stay on, predict I times per sample, BALD on [N, C, I]."""
+    wrapper = ModelWrapper(
+        patch_module(copy.deepcopy(model)),
+        TrainingArgs(batch_size=batch_size, use_cuda=False, workers=0, replicate_in_memory=False),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logits = wrapper.predict_on_dataset(dataset, iterations=iterations, verbose=False)
+    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return BALD().get_uncertainties(probabilities)
+
+
+def timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_comparison(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    model = image_classifier()
+    images = torch.randn(args.pool, 3, args.image_size, args.image_size)
+    dataset = TensorDataset(images, torch.zeros(args.pool, dtype=torch.long))
+    loader = DataLoader(dataset, batch_size=args.batch_size)
+    deterministic_pass(model, loader)  # warm-up (allocator, kernels)
+
+    # interleaved repeats (best of each), so that load from other processes hits every method alike
+    base, ours = float("inf"), dict.fromkeys(args.iterations, float("inf"))
+    for _ in range(args.repeats):
+        base = min(base, timed(lambda: deterministic_pass(model, loader), 1))
+        for iterations in args.iterations:
+            ours[iterations] = min(ours[iterations], timed(partial(alkit_scores, model, loader, iterations), 1))
+    naive = {i: timed(partial(straightforward_scores, model, dataset, args.batch_size, i), 1) for i in args.iterations}
+    print(
+        f"\n== Time: ResNet-18 (frozen) + Dropout/Linear head, {args.pool} images {args.image_size}px, "
+        f"batch {args.batch_size}, {torch.get_num_threads()} threads (alkit: best of {args.repeats}) =="
+    )
+    print(f"one deterministic forward pass over the pool: {base:7.2f} s")
+    print(f"{'I':>4} {'alkit score_pool':>18} {'straightforward':>17} {'speed-up':>9} {'alkit / 1 pass':>15}")
+    for iterations in args.iterations:
+        verdict = "  (target <= 1.5)" if iterations == max(args.iterations) else ""
+        print(
+            f"{iterations:>4} {ours[iterations]:>16.2f} s {naive[iterations]:>15.2f} s "
+            f"{naive[iterations] / ours[iterations]:>8.1f}x {ours[iterations] / base:>14.2f}x{verdict}"
+        )
+    torch.manual_seed(1)
+    a = alkit_scores(model, loader, 20)
+    torch.manual_seed(1)
+    b = straightforward_scores(model, dataset, args.batch_size, 20)
+    agreement = np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1]
+    print(f"rank correlation of the two BALD score vectors at I=20 (independent MC draws): {agreement:.2f}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# memory (each measurement in a fresh process)
+# ----------------------------------------------------------------------------------------------------------------
+def _rss_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def memory_child(method: str, iterations: int, pool: int, batch_size: int) -> None:
+    torch.manual_seed(0)
+    model = TinyFeatureModel().eval()
+    dataset = TensorDataset(torch.randn(pool, 32), torch.zeros(pool, dtype=torch.long))
+    loader = DataLoader(dataset, batch_size=batch_size)
+    alkit_scores(model, DataLoader(TensorDataset(torch.randn(64, 32), torch.zeros(64)), batch_size=32), 2)  # warm
+    before = _rss_kib("VmRSS")
+    reset = False
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+        reset = True
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if method == "alkit":
+        scores = alkit_scores(model, loader, iterations)
+    else:
+        scores = straightforward_scores(model, dataset, batch_size, iterations)
+    seconds = time.perf_counter() - start
+    peak = _rss_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert scores.shape == (pool,)
+    print(json.dumps({"peak_increase_mib": (peak - before) / 1024, "seconds": seconds}))
+
+
+def memory_comparison(args: argparse.Namespace) -> None:
+    print(
+        f"\n== Peak memory: {args.memory_pool} samples x 32 features, Linear-ReLU backbone + Dropout/Linear head "
+        f"(10 classes), BALD, batch {args.memory_batch_size}; peak RSS increase during scoring, fresh process each =="
+    )
+    print(f"{'method':<16} {'I':>3} {'peak increase':>14} {'time':>8}")
+    results: dict[tuple[str, int], float] = {}
+    for method in ("alkit", "straightforward"):
+        for iterations in args.iterations:
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--memory-child",
+                method,
+                "--iterations",
+                str(iterations),
+                "--memory-pool",
+                str(args.memory_pool),
+                "--memory-batch-size",
+                str(args.memory_batch_size),
+            ]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            measured = json.loads(output.strip().splitlines()[-1])
+            results[(method, iterations)] = measured["peak_increase_mib"]
+            print(
+                f"{method:<16} {iterations:>3} {measured['peak_increase_mib']:>10.1f} MiB {measured['seconds']:>6.1f} s"
+            )
+    low, high = min(args.iterations), max(args.iterations)
+    for method in ("alkit", "straightforward"):
+        print(
+            f"{method}: peak at I={high} / peak at I={low} = "
+            f"{results[(method, high)] / max(results[(method, low)], 1e-9):.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pool", type=int, default=128, help="images in the timed pool")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--iterations", type=int, nargs="+", default=[2, 20])
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast paths")
+    parser.add_argument("--memory-pool", type=int, default=200_000)
+    parser.add_argument("--memory-batch-size", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--skip-time", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-child", choices=["alkit", "straightforward"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    _quiet_baal_logs()
+    if args.memory_child:
+        memory_child(args.memory_child, args.iterations[0], args.memory_pool, args.memory_batch_size)
+        return
+    if not args.skip_time:
+        time_comparison(args)
+    if not args.skip_memory:
+        memory_comparison(args)
+
+
+if __name__ == "__main__":
+    main()
