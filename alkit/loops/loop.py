@@ -145,6 +145,18 @@ class Loop(_Loop):
                 value.trainer = self.__dict__["trainer"]
         object.__setattr__(self, name, value)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # weak references cannot be pickled (ddp_spawn pickles the trainer and its loops); parents re-link below
+        state = dict(self.__dict__)
+        state["_parent_ref"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for child in self.children():
+            if isinstance(child, Loop):
+                child.__dict__["_parent_ref"] = weakref.ref(self)
+
     def children(self) -> Iterator[_Loop]:
         """The child loops connected to this loop (the attributes holding a loop)."""
         for value in list(vars(self).values()):

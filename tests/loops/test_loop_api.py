@@ -323,3 +323,29 @@ def test_custom_loop_state_survives_a_checkpoint(tmp_path):
     assert resumed.fit_loop.was_restarted
     assert resumed.fit_loop.epochs_completed == 4
     assert resumed.current_epoch == 4 and resumed.global_step == 16
+
+
+def test_loops_survive_pickling_and_deepcopy():
+    """ddp_spawn pickles the trainer with its loops; parent links must come back."""
+    import pickle
+
+    fit_loop = loops.FitLoop(max_epochs=2)
+    for clone in (pickle.loads(pickle.dumps(fit_loop)), copy.deepcopy(fit_loop)):
+        assert clone.max_epochs == 2
+        assert clone.epoch_loop.parent is clone
+        assert clone.epoch_loop.val_loop.epoch_loop.parent is clone.epoch_loop.val_loop
+
+
+def test_ddp_spawn_with_two_cpu_processes_matches_lightning(tmp_path):
+    """The loops survive ddp_spawn (pickled into 2 processes) and train exactly as Lightning's do there."""
+    weights = {}
+    for trainer_cls in (pl.Trainer, alkit.Trainer):
+        torch.manual_seed(0)
+        model = ToyClassifier()
+        trainer = trainer_cls(
+            max_epochs=2, strategy="ddp_spawn", accelerator="cpu", devices=2, default_root_dir=tmp_path, **QUIET
+        )
+        trainer.fit(model, toy_dataloader())
+        weights[trainer_cls] = model.state_dict()
+    for name, value in weights[pl.Trainer].items():
+        assert torch.equal(value, weights[alkit.Trainer][name]), name
