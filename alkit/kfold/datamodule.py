@@ -26,7 +26,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
-from alkit.kfold.splits import Fold, make_folds, read_targets, splitter_needs_targets
+from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
 
 __all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOK"]
 
@@ -107,11 +107,8 @@ class KFoldDataModule(BaseKFoldDataModule):
                 f"datamodule={datamodule!r} is invalid: expected a pytorch_lightning.LightningDataModule "
                 "(build one with LightningDataModule.from_datasets(train_dataset=...) for plain datasets)"
             )
-        if splitter is not None and not callable(getattr(splitter, "split", None)):
-            raise TypeError(
-                f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
-                "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5), or None"
-            )
+        if splitter is not None:
+            check_splitter(splitter)
         if not isinstance(stratify, bool):
             raise TypeError(f"stratify={stratify!r} is invalid: expected True or False")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -137,9 +134,29 @@ class KFoldDataModule(BaseKFoldDataModule):
     def setup(self, stage: str) -> None:
         # Once per stage: a wrapped setup() that redraws a random split would silently change the samples the
         # already computed fold indices point to.
+        self._setup_wrapped(stage)
+        if stage == "fit":
+            self._select_first_fold_for_sanity_check()
+
+    def _setup_wrapped(self, stage: str) -> None:
         if stage not in self._setup_stages:
             self._setup_stages.add(stage)
             self.datamodule.setup(stage)
+
+    def _select_first_fold_for_sanity_check(self) -> None:
+        """Serve fold 0 from the start of ``trainer.fit``.
+
+        Lightning's sanity check asks for ``val_dataloader()`` before the fit loop (``KFoldLoop``) runs and selects
+        a fold; a trainer whose fit loop declares ``num_folds`` tells us how many folds to prepare.
+        """
+        trainer = self.trainer
+        num_folds = getattr(getattr(trainer, "fit_loop", None), "num_folds", None) if trainer is not None else None
+        if not isinstance(num_folds, int):
+            return
+        if self.folds is None or len(self.folds) != num_folds:
+            self.setup_folds(num_folds)
+        if self.fold_index is None:
+            self.setup_fold_index(0)
 
     def teardown(self, stage: str) -> None:
         self.datamodule.teardown(stage)
@@ -188,7 +205,7 @@ class KFoldDataModule(BaseKFoldDataModule):
                 f"the wrapped datamodule {type(self.datamodule).__name__} has no test_dataloader(); "
                 "k-fold testing needs one (check KFoldDataModule.has_test_data first)"
             )
-        self.setup("test")
+        self._setup_wrapped("test")
         return self.datamodule.test_dataloader()
 
     @property
@@ -235,7 +252,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         return self._loader_settings
 
     def _resolve_training_set(self) -> None:
-        self.setup("fit")
+        self._setup_wrapped("fit")
         dm = self.datamodule
         loader = None
         if is_overridden("train_dataloader", dm, pl.LightningDataModule):

@@ -15,6 +15,7 @@ a training loop needs on top of it:
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -24,7 +25,15 @@ import torch
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-__all__ = ["Fold", "make_folds", "make_splitter", "read_targets", "splitter_needs_groups", "splitter_needs_targets"]
+__all__ = [
+    "Fold",
+    "check_splitter",
+    "make_folds",
+    "make_splitter",
+    "read_targets",
+    "splitter_needs_groups",
+    "splitter_needs_targets",
+]
 
 
 class Fold(NamedTuple):
@@ -32,6 +41,24 @@ class Fold(NamedTuple):
 
     train_indices: np.ndarray
     val_indices: np.ndarray
+
+
+def check_splitter(splitter: Any) -> None:
+    """Reject anything that is not splitter-like: it needs a ``split(X, y, groups)`` method."""
+    split = None if isinstance(splitter, (str, bytes)) else getattr(splitter, "split", None)
+    accepts = callable(split)
+    if accepts:
+        try:
+            inspect.signature(split).bind(None, None, None)
+        except TypeError:
+            accepts = False
+        except ValueError:  # no signature available (some builtins): trust it
+            pass
+    if not accepts:
+        raise TypeError(
+            f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
+            "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5)"
+        )
 
 
 def splitter_needs_targets(splitter: Any) -> bool:
@@ -99,11 +126,8 @@ def make_folds(
         raise ValueError("k=None is invalid without a splitter: pass k (an int >= 2) or splitter=<sklearn splitter>")
     if k is not None:
         _check_k(k)
-    if splitter is not None and not callable(getattr(splitter, "split", None)):
-        raise TypeError(
-            f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
-            "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5)"
-        )
+    if splitter is not None:
+        check_splitter(splitter)
 
     group_array = None if groups is None else _as_1d_array(groups, "groups")
     if group_array is not None and len(group_array) != n_samples:

@@ -1,0 +1,130 @@
+"""``kfold_fit``: k-fold cross-validation of a LightningModule in one call, returning plain data.
+
+Meant to feel like scikit-learn's ``cross_validate`` to a scikit-learn user: any splitter object works, the model
+passed in is not modified, and the result is a :class:`~alkit.kfold.KFoldResult` of per-fold numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
+from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
+from alkit.kfold.result import KFoldResult
+from alkit.loops.fit_wrapper import FitWrapperLoop
+
+__all__ = ["kfold_fit"]
+
+_DEFAULT_K = 5
+
+
+def kfold_fit(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    k: int = _DEFAULT_K,
+    *,
+    splitter: Any = None,
+    stratify: bool = False,
+    groups: Any = None,
+    trainer: pl.Trainer | None = None,
+    export_path: str | os.PathLike | None = None,
+    ensemble: bool = True,
+    seed: int | None = None,
+    ckpt_path: str | os.PathLike | None = None,
+    **trainer_kwargs: Any,
+) -> KFoldResult:
+    """Cross-validate ``model`` on ``datamodule``'s training set; test each fold model and their ensemble.
+
+    Every fold trains a copy of ``model`` from the same initial weights with fresh optimizers, LR schedulers and
+    callback state, validates on its held-out fold and tests on ``datamodule``'s test set (when it has one).
+
+    Args:
+        model: a ``LightningModule``; it is left exactly as given (folds train a copy).
+        datamodule: any ``LightningDataModule`` with a training set (wrapped in a :class:`KFoldDataModule`), or a
+            :class:`BaseKFoldDataModule` used as is.
+        k: number of folds. With a ``splitter`` the splitter decides; ``k`` is then only checked against it when
+            set to something other than its default.
+        splitter: any scikit-learn splitter (``KFold``, ``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``, ...).
+        stratify: keep class ratios in every fold (default splitter ``StratifiedKFold``).
+        groups: one group id per training sample; groups never straddle folds.
+        trainer: an :class:`alkit.Trainer` to use (``max_epochs`` = epochs per fold); else one is built from
+            ``trainer_kwargs``.
+        export_path: folder for fold checkpoints and ``kfold_result.json`` (default ``<default_root_dir>/kfold``).
+        ensemble: also test the soft-voting ensemble of the fold models.
+        seed: seeds the folds and, through ``seed_everything`` and per-fold reseeding, training (same seed → same
+            folds and same metrics on CPU). ``None``: folds from seed 0, training RNG left as it is.
+        ckpt_path: resume an interrupted run from one of its checkpoints (a ``fold_<i>.ckpt`` or a
+            ModelCheckpoint file): it continues at the right fold with the finished folds' results.
+        **trainer_kwargs: arguments for ``alkit.Trainer`` when ``trainer`` is not given.
+
+    Returns:
+        The :class:`KFoldResult` (per-fold val/test metrics, sizes, indices, checkpoints, ensemble metrics).
+    """
+    from alkit.trainer import Trainer
+
+    if not isinstance(model, pl.LightningModule):
+        raise TypeError(f"model={type(model).__name__} is invalid: expected a pytorch_lightning.LightningModule")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
+        raise ValueError(f"k={k!r} is invalid: k-fold cross-validation needs an int k >= 2")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed={seed!r} is invalid: expected an int or None")
+    if trainer is not None and not isinstance(trainer, Trainer):
+        raise TypeError(
+            f"trainer={type(trainer).__name__} is invalid: kfold_fit needs an alkit.Trainer (its fit loop can be "
+            "replaced); build it with alkit.Trainer(...) and the same arguments"
+        )
+    if trainer is not None and trainer_kwargs:
+        raise ValueError(
+            f"pass either trainer= or Trainer arguments, not both (got trainer and {sorted(trainer_kwargs)})"
+        )
+
+    if isinstance(datamodule, BaseKFoldDataModule):
+        if splitter is not None or stratify or groups is not None:
+            raise ValueError(
+                f"datamodule={type(datamodule).__name__} already defines its folds: splitter, stratify and groups "
+                "apply only to a plain LightningDataModule"
+            )
+        kfold_datamodule = datamodule
+    else:
+        kfold_datamodule = KFoldDataModule(
+            datamodule, splitter=splitter, stratify=stratify, groups=groups, seed=0 if seed is None else seed
+        )
+
+    # Compute (and so check) the folds now, before anything trains.
+    num_folds = None if splitter is not None and k == _DEFAULT_K else int(k)
+    kfold_datamodule.prepare_data()
+    kfold_datamodule.setup("fit")
+    kfold_datamodule.setup_folds(num_folds)
+    num_folds = getattr(kfold_datamodule, "num_folds", None) or num_folds or int(k)
+
+    if trainer is None:
+        trainer = Trainer(**trainer_kwargs)
+    if seed is not None:
+        pl.seed_everything(seed, verbose=False)
+
+    fit_loop = trainer.fit_loop
+    if isinstance(fit_loop, FitWrapperLoop):  # a trainer reused from an earlier kfold_fit / research loop
+        fit_loop = fit_loop.fit_loop
+    loop = KFoldLoop(num_folds, export_path=export_path, ensemble=ensemble, seed=seed)
+    loop.connect(fit_loop)
+    trainer.fit_loop = loop
+
+    result_file = Path(export_path or os.path.join(trainer.default_root_dir, "kfold")) / RESULT_FILENAME
+    if ckpt_path is None and trainer.is_global_zero:
+        result_file.unlink(missing_ok=True)  # never mistake an earlier run's result for this one's
+
+    fold_model = copy.deepcopy(model)  # the user's model stays as given
+    trainer.fit(fold_model, datamodule=kfold_datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+
+    if loop.result is not None:
+        return loop.result
+    # Spawned processes (ddp_spawn) ran the loop; rank 0 wrote the result next to the fold checkpoints.
+    if not result_file.is_file():
+        raise RuntimeError(f"k-fold run finished without a result: {result_file} was not written")
+    return KFoldResult.from_json(result_file)

@@ -1,0 +1,386 @@
+"""``KFoldLoop``: k-fold cross-validation as a loop standing in for the Trainer's FitLoop.
+
+::
+
+    datamodule.setup_folds(num_folds)
+    initial = snapshot(model)
+    for fold in range(num_folds):                      # KFoldLoop.advance
+        datamodule.setup_fold_index(fold)
+        restore(model, initial); reseed(seed + fold)   # every fold starts from the same weights and RNG state
+        fit(max_epochs)                                # fresh optimizers, LR schedulers, EarlyStopping/ModelCheckpoint
+        validate(held-out fold); test(shared test set)
+        save(f"{export_path}/fold_{fold}.ckpt")
+    test(EnsembleVotingModel(fold checkpoints))
+    restore(model, initial)                            # the fold models live in their checkpoints
+
+Attach it like Lightning's kfold example::
+
+    loop = KFoldLoop(5, export_path="folds/")
+    loop.connect(trainer.fit_loop)
+    trainer.fit_loop = loop
+    trainer.fit(model, datamodule=KFoldDataModule(datamodule))
+
+``Trainer(max_epochs=E)`` is the number of epochs *per fold*. The seed system this replaces (Lightning 1.9's
+``examples/pl_loops/kfold.py``) rebuilt optimizers while the trainer was in the testing state, where that did
+nothing: the learning rate decayed across folds and later folds trained at chance while the ensemble hid it. Here
+every fold goes through :meth:`FitWrapperLoop.run_fit`, which rebuilds them in the fitting state, and every fold's own
+metrics are reported (:class:`~alkit.kfold.KFoldResult`), not only the ensemble's.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loops.loop import _Loop
+from pytorch_lightning.utilities import rank_zero_info
+
+from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
+from alkit.kfold.ensemble import EnsembleVotingModel
+from alkit.kfold.result import KFoldResult
+from alkit.loops.fit_wrapper import FitWrapperLoop
+
+__all__ = ["KFoldLoop"]
+
+RESULT_FILENAME = "kfold_result.json"
+
+
+class KFoldLoop(FitWrapperLoop):
+    """Fit, validate and test one model per fold, then test the ensemble of the fold models.
+
+    Args:
+        num_folds: number of folds (the datamodule's splitter must produce exactly this many).
+        export_path: folder for the fold checkpoints (``fold_<i>.ckpt``) and ``kfold_result.json``; default
+            ``<trainer.default_root_dir>/kfold``.
+        ensemble: test an :class:`~alkit.kfold.EnsembleVotingModel` of the fold checkpoints at the end (needs test
+            data and a model whose ``forward`` returns class logits).
+        seed: fold ``i`` starts with the RNGs seeded ``seed + i`` so its result does not depend on the folds before
+            it (nor on a resume). ``None``: the seed given to ``seed_everything`` (``PL_GLOBAL_SEED``) if any, else
+            no reseeding.
+
+    After the run, :attr:`result` holds the :class:`~alkit.kfold.KFoldResult` (rank-zero's copy is also written to
+    ``export_path/kfold_result.json``). Fold metrics are logged as ``fold_<i>/<name>``, the ensemble's as
+    ``ensemble/<name>``; the progress bar shows ``fold=i/k``.
+    """
+
+    def __init__(
+        self,
+        num_folds: int,
+        export_path: str | os.PathLike | None = None,
+        *,
+        ensemble: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(num_folds, bool) or not isinstance(num_folds, numbers.Integral) or num_folds < 2:
+            raise ValueError(f"num_folds={num_folds!r} is invalid: expected an int >= 2")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"seed={seed!r} is invalid: expected an int or None")
+        super().__init__()
+        # Every attribute is created here: once connected, writes to unknown names go to the wrapped FitLoop.
+        self.num_folds = int(num_folds)
+        self.export_path = None if export_path is None else str(export_path)
+        self.ensemble = bool(ensemble)
+        self.seed = seed
+        self.current_fold = 0
+        self.result: KFoldResult | None = None
+        self._epochs_per_fold: int | None = None
+        self._initial_weights: dict[str, torch.Tensor] | None = None
+        self._records: list[dict[str, Any]] = []
+        self._ensemble_metrics: dict[str, float] | None = None
+        self._fingerprint: str | None = None
+        self._base_seed: int | None = None
+        self._export_dir: str | None = None
+        self._checkpoint_base_dirs: list[str | None] = []
+
+    # ------------------------------------------------------------------------------------------------------------
+    # wiring
+    # ------------------------------------------------------------------------------------------------------------
+    def connect(self, fit_loop: Any) -> None:  # type: ignore[override]
+        super().connect(fit_loop)
+        self._epochs_per_fold = fit_loop.max_epochs  # Trainer(max_epochs=E): E epochs per fold
+
+    @property
+    def is_resuming(self) -> bool:
+        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start (whether to re-create the data iterator):
+        # that is a question about the current fit segment, i.e. the wrapped FitLoop, not the whole cross-validation.
+        if self.fit_loop_connected:
+            return self.fit_loop.is_resuming
+        return super().is_resuming
+
+    @property
+    def done(self) -> bool:
+        return self.current_fold >= self.num_folds
+
+    def reset(self) -> None:
+        if not self.restarting:  # a new (not resumed) fit starts the cross-validation over
+            self.current_fold = 0
+            self.result = None
+            self._initial_weights = None
+            self._records = []
+            self._ensemble_metrics = None
+            self._fingerprint = None
+            self._base_seed = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the run
+    # ------------------------------------------------------------------------------------------------------------
+    def on_run_start(self, *args: Any, **kwargs: Any) -> None:
+        super().on_run_start(*args, **kwargs)
+        trainer = self.trainer
+        self._check_trainer_settings()
+        datamodule = self._datamodule()
+        datamodule.setup_folds(self.num_folds)
+        fingerprint = _fingerprint_of(datamodule)
+        if self._fingerprint is not None and fingerprint is not None and fingerprint != self._fingerprint:
+            raise RuntimeError(
+                "the resumed run computes different folds than the interrupted one (fold fingerprint "
+                f"{fingerprint} != {self._fingerprint}): use the same data, splitter, groups and seed as before"
+            )
+        if fingerprint is not None and trainer.world_size > 1:
+            reference = trainer.strategy.broadcast(fingerprint, src=0)
+            if reference != fingerprint:
+                raise RuntimeError(
+                    f"rank {trainer.global_rank} computed different folds than rank 0 ({fingerprint} != {reference}): "
+                    "the splitter must be deterministic (give it a random_state or pass seed=)"
+                )
+        self._fingerprint = fingerprint
+        if self._initial_weights is None:
+            self._initial_weights = self.snapshot_weights()
+        if self._base_seed is None:
+            self._base_seed = self.seed if self.seed is not None else _global_seed()
+        self._export_dir = self.export_path or os.path.join(trainer.default_root_dir, "kfold")
+        self._checkpoint_base_dirs = [cb.dirpath for cb in self._checkpoint_callbacks()]
+
+    def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
+        fold = self.current_fold
+        self._datamodule().setup_fold_index(fold)
+        if not self.resuming_segment:  # a resumed fold keeps the weights and RNG it was saved with
+            if self.fit_loop_connected:
+                # Resumed at a fold boundary: nothing inside the FitLoop to resume, the next fold is a fresh fit
+                # (else Lightning would reuse a stale dataloader iterator and draw a different data order).
+                _forget_restart(self.fit_loop)
+            self.restore_weights(self._initial_weights)
+            if self._base_seed is not None:
+                _reseed(self._base_seed + fold)
+        self._use_fold_checkpoint_dirs(fold)
+        _show_progress(self.trainer, f"{fold + 1}/{self.num_folds}")
+        rank_zero_info(f"KFoldLoop: fold {fold + 1}/{self.num_folds}")
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        fold = self.current_fold
+        trainer = self.trainer
+        self.run_fit(self._epochs_per_fold)
+        val_metrics = self._evaluate(self.run_validation)
+        test_metrics = self._evaluate(self.run_test) if self._datamodule().has_test_data else {}
+        self._log({f"fold_{fold}/{k}": v for k, v in {**val_metrics, **test_metrics}.items()})
+        checkpoint_path = os.path.join(self._export_dir, f"fold_{fold}.ckpt")
+        self._records.append({"val": val_metrics, "test": test_metrics, "checkpoint": checkpoint_path})
+        self.current_fold = fold + 1  # saved below as "fold done": resuming from this file starts the next fold
+        trainer.save_checkpoint(checkpoint_path, weights_only=False)  # full state: resumable
+        self._write_result(self._build_result())
+
+    def on_run_end(self) -> KFoldResult:
+        datamodule = self._datamodule()
+        if self.ensemble and datamodule.has_test_data and self._ensemble_metrics is None:
+            self._ensemble_metrics = self._test_ensemble()
+            self._log({f"ensemble/{k}": v for k, v in self._ensemble_metrics.items()})
+        self.restore_weights(self._initial_weights)
+        self.result = self._build_result()
+        self._write_result(self.result)
+        if self.trainer.is_global_zero:
+            rank_zero_info(str(self.result))
+        return self.result
+
+    # ------------------------------------------------------------------------------------------------------------
+    # pieces
+    # ------------------------------------------------------------------------------------------------------------
+    def _datamodule(self) -> BaseKFoldDataModule:
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, BaseKFoldDataModule):
+            raise TypeError(
+                f"KFoldLoop needs a BaseKFoldDataModule, got {type(datamodule).__name__}: wrap yours with "
+                "alkit.kfold.KFoldDataModule(datamodule) and pass it as trainer.fit(model, datamodule=...)"
+            )
+        return datamodule
+
+    def _check_trainer_settings(self) -> None:
+        epochs = self._epochs_per_fold
+        if epochs is None or epochs < 1:
+            raise ValueError(
+                f"Trainer(max_epochs={epochs}) is invalid with KFoldLoop: max_epochs is the number of epochs per fold "
+                "and must be an int >= 1"
+            )
+        max_steps = self.fit_loop.epoch_loop.max_steps
+        if max_steps not in (-1, None):
+            raise ValueError(
+                f"Trainer(max_steps={max_steps}) is not supported by KFoldLoop: steps keep counting across folds, so "
+                "it would cut later folds short; use max_epochs (epochs per fold) and limit_train_batches"
+            )
+
+    def _evaluate(self, run: Any) -> dict[str, float]:
+        """Run a val/test pass without logging its metrics twice, reduced to one value per metric on all ranks."""
+        trainer = self.trainer
+        loggers, trainer.loggers = trainer.loggers, []  # logged once below, under the fold's name
+        loops = (trainer.validate_loop, trainer.test_loop)
+        verbose = [loop.verbose for loop in loops]
+        for loop in loops:
+            loop.verbose = False
+        try:
+            metrics = run()
+        finally:
+            trainer.loggers = loggers
+            for loop, flag in zip(loops, verbose):
+                loop.verbose = flag
+        if trainer.world_size > 1 and metrics:
+            keys = sorted(metrics)
+            values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=trainer.strategy.root_device)
+            values = trainer.strategy.reduce(values, reduce_op="mean")
+            metrics = {k: float(v) for k, v in zip(keys, values.tolist())}
+        return metrics
+
+    def _test_ensemble(self) -> dict[str, float]:
+        trainer = self.trainer
+        strategy = trainer.strategy
+        paths = [record["checkpoint"] for record in self._records]
+        voting = EnsembleVotingModel(trainer.lightning_module, paths, map_location="cpu")
+        saved_module, saved_model = strategy.lightning_module, strategy.model
+        voting.trainer = trainer
+        strategy.connect(voting)
+        strategy.model_to_device()
+        try:
+            return self._evaluate(self.run_test)
+        finally:
+            strategy._lightning_module = saved_module
+            strategy.model = saved_model
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        trainer = self.trainer
+        for name, value in metrics.items():
+            trainer.callback_metrics[name] = torch.tensor(value)
+        if metrics and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+
+    def _checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [cb for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+
+    def _use_fold_checkpoint_dirs(self, fold: int | None) -> None:
+        """Each fold's ModelCheckpoint files go to ``<its dirpath>/fold_<i>`` so folds never overwrite each other."""
+        for callback, base in zip(self._checkpoint_callbacks(), self._checkpoint_base_dirs):
+            if base is not None:
+                callback.dirpath = base if fold is None else os.path.join(base, f"fold_{fold}")
+
+    def reset_callbacks(self) -> None:
+        # Back to the original dirpath first: ModelCheckpoint only restores its initial state for the same dirpath.
+        self._use_fold_checkpoint_dirs(None)
+        super().reset_callbacks()
+        for callback in self._checkpoint_callbacks():
+            # not part of ModelCheckpoint.state_dict(): without this, `save_last` would skip every fold after the first
+            if hasattr(callback, "_last_checkpoint_saved"):
+                callback._last_checkpoint_saved = ""
+        self._use_fold_checkpoint_dirs(self.current_fold)
+
+    def _build_result(self) -> KFoldResult:
+        folds = getattr(self._datamodule(), "folds", None) or []
+        done = len(self._records)
+        return KFoldResult(
+            val_metrics=[r["val"] for r in self._records],
+            test_metrics=[r["test"] for r in self._records],
+            train_indices=[f.train_indices for f in folds[:done]] if len(folds) >= done else [],
+            val_indices=[f.val_indices for f in folds[:done]] if len(folds) >= done else [],
+            checkpoint_paths=[r["checkpoint"] for r in self._records],
+            ensemble_metrics=self._ensemble_metrics,
+        )
+
+    def _write_result(self, result: KFoldResult) -> None:
+        if self.trainer.is_global_zero:
+            result.to_json(Path(self._export_dir) / RESULT_FILENAME)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # checkpointing
+    # ------------------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self) -> dict:
+        state = super().on_save_checkpoint()
+        state.update(
+            {
+                "num_folds": self.num_folds,
+                "current_fold": self.current_fold,
+                "records": [
+                    {"val": dict(r["val"]), "test": dict(r["test"]), "checkpoint": r["checkpoint"]}
+                    for r in self._records
+                ],
+                "ensemble_metrics": self._ensemble_metrics,
+                "fingerprint": self._fingerprint,
+                "base_seed": self._base_seed,
+                "initial_weights": self._initial_weights,
+            }
+        )
+        return state
+
+    def on_load_checkpoint(self, state_dict: dict) -> None:
+        super().on_load_checkpoint(state_dict)
+        if "current_fold" not in state_dict:
+            return  # not a KFoldLoop checkpoint (e.g. a plain fit's): start the cross-validation from fold 0
+        saved_folds = int(state_dict["num_folds"])
+        if saved_folds != self.num_folds:
+            raise ValueError(
+                f"the checkpoint was written by a KFoldLoop with num_folds={saved_folds}, but this one has "
+                f"num_folds={self.num_folds}: resume with the same number of folds"
+            )
+        self.current_fold = int(state_dict["current_fold"])
+        self._records = [dict(r) for r in state_dict.get("records", [])]
+        self._ensemble_metrics = state_dict.get("ensemble_metrics")
+        self._fingerprint = state_dict.get("fingerprint")
+        self._base_seed = state_dict.get("base_seed")
+        self._initial_weights = state_dict.get("initial_weights")
+        # Epochs count across folds, but Lightning refuses a checkpoint whose epoch is beyond `trainer.max_epochs`
+        # (here: epochs per fold, already read in `connect`): let it reach the end of the checkpoint's segment.
+        loops = [self] if "max_epochs" in self.__dict__ else []
+        loops += [self.fit_loop] if self.fit_loop_connected else []
+        for loop in loops:
+            if loop.max_epochs is not None and loop.max_epochs != -1:
+                loop.max_epochs = max(loop.max_epochs, self._segment_end_epoch)
+
+
+def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:
+    folds = getattr(datamodule, "folds", None)
+    return folds_fingerprint(folds) if folds else None
+
+
+def _forget_restart(loop: Any) -> None:
+    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
+    loop._restarting = False
+    loop._loaded_from_state_dict = False
+    loop._resuming_from_checkpoint = False
+    loop.reset_restart_stage()
+    for child in list(vars(loop).values()):
+        if isinstance(child, _Loop):
+            _forget_restart(child)
+
+
+def _global_seed() -> int | None:
+    value = os.environ.get("PL_GLOBAL_SEED")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _reseed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _show_progress(trainer: Any, text: str) -> None:
+    """Put ``fold=i/k`` next to the epoch in the progress bar (Lightning shows ``trainer.progress_bar_metrics``)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    metrics = getattr(connector, "_progress_bar_metrics", None)
+    if isinstance(metrics, dict):
+        metrics["fold"] = text
