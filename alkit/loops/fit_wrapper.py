@@ -57,6 +57,13 @@ class FitWrapperLoop(Loop):
         self.stand_in_for(fit_loop)
 
     @property
+    def is_resuming(self) -> bool:
+        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start (whether to re-create the data iterator):
+        # a question about the running fit segment, so the wrapped FitLoop answers it.
+        fit_loop = self.__dict__.get("fit_loop")
+        return fit_loop.is_resuming if isinstance(fit_loop, _FitLoop) else super().is_resuming
+
+    @property
     def fit_loop_connected(self) -> bool:
         return isinstance(self.__dict__.get("fit_loop"), _FitLoop)
 
