@@ -251,6 +251,9 @@ class KFoldLoop(FitWrapperLoop):
         voting = EnsembleVotingModel(trainer.lightning_module, paths, map_location="cpu")
         saved_module, saved_model = strategy.lightning_module, strategy.model
         voting.trainer = trainer
+        results = getattr(trainer.test_loop, "_results", None)
+        if isinstance(results, dict):
+            results.clear()  # the fold models' logged `test_*` entries, possibly logged with other options
         strategy.connect(voting)
         strategy.model_to_device()
         try:
