@@ -37,7 +37,7 @@ from baal.active.heuristics import AbstractHeuristic
 from baal.utils.equality import deep_check
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alkit.active.heuristics import resolve_heuristic
+from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
 from alkit.active.oracle import LazyItems, Oracle, TargetOverrideDataset, check_labels, reveal_labels
 from alkit.active.scoring import select_query
 
@@ -223,6 +223,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self.num_classes = _find_num_classes(labelled, train_dataset)
         classes = getattr(labelled, "classes", None)
         self.classes: list[str] | None = list(classes) if classes is not None else None
+        self.image_size = getattr(labelled, "image_size", None)  # read by alkit.vision.ImageClassifier.setup
         self._label_overrides: dict[int, int] = {}
         self._train_source = train_dataset
         self._train_view = TargetOverrideDataset(train_dataset, self._label_overrides)
@@ -428,13 +429,18 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     # labelling
     # ------------------------------------------------------------------------------------------------------------
-    def query(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    def query(self, scores: Sequence[float] | np.ndarray, query_size: int | None = None) -> np.ndarray:
         """Label the ``query_size`` most informative samples of this round's pool; return their dataset indices.
 
         ``scores[k]`` is the heuristic's score of the ``k``-th sample of :meth:`pool_dataloader` (as returned by
         :func:`alkit.active.scoring.score_pool`); ranking follows the heuristic (see
-        :func:`alkit.active.scoring.select_query`).
+        :func:`alkit.active.scoring.select_query`). ``query_size`` overrides :attr:`query_size` for this call
+        (e.g. to stay within a labelling budget); 0 labels nothing.
         """
+        size = self.query_size if query_size is None else query_size
+        _check_int("query_size", size, 0)
+        if size == 0:
+            return np.zeros(0, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         pool = self.current_pool_indices
         if scores.shape[0] != pool.shape[0]:
@@ -442,7 +448,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 f"Got {scores.shape[0]} scores for a pool of {pool.shape[0]} samples this round; score exactly the "
                 "samples of `pool_dataloader()` (in its order) and pass all their scores."
             )
-        positions = select_query(scores, self.query_size, self.heuristic, rng=self._rng)
+        positions = select_query(scores, size, self.heuristic, rng=self._rng)
         indices = pool[positions]
         self.label(indices)
         return indices
@@ -570,6 +576,18 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         if heuristic_state is not None and isinstance(heuristic_rng, np.random.RandomState):
             name, keys, pos, has_gauss, cached = heuristic_state
             heuristic_rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # BaaL heuristics hold lambdas; ddp_spawn pickles the datamodule to start its processes
+        state = dict(self.__dict__)
+        state["heuristic"] = PicklableHeuristic(self.heuristic)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if isinstance(state.get("heuristic"), PicklableHeuristic):
+            state["heuristic"] = state["heuristic"].restore()
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (

@@ -33,10 +33,12 @@ from baal.active.heuristics import (
     Variance,
 )
 from baal.active.heuristics.aliases import PowerBALD, PowerEntropy
+from baal.active.heuristics.heuristics import available_reductions
 from baal.active.heuristics.stochastics import StochasticHeuristic
 
 __all__ = [
     "HEURISTIC_NAMES",
+    "PicklableHeuristic",
     "VariationRatios",
     "needs_model_outputs",
     "requires_mc_samples",
@@ -183,3 +185,37 @@ def scores_independently(heuristic: AbstractHeuristic) -> bool:
     if isinstance(base, (BatchBALD, EPIG, CombineHeuristics)):
         return False
     return isinstance(base, (BALD, Entropy, Margin, Certainty, Variance, VariationRatios, Precomputed))
+
+
+class PicklableHeuristic:
+    """A BaaL heuristic in a form ``pickle`` accepts (for ``ddp_spawn`` and multiprocessing).
+
+    BaaL heuristics keep their reduction as a lambda from ``available_reductions`` (and ``Random()`` without a seed
+    keeps the ``numpy.random`` module), which cannot be pickled. This stores the reduction by name and rebuilds
+    the heuristic with :meth:`restore`; nested heuristics (the base of PowerBALD) are handled too.
+    """
+
+    def __init__(self, heuristic: AbstractHeuristic) -> None:
+        self.cls = type(heuristic)
+        self.state: dict = {}
+        for key, value in vars(heuristic).items():
+            if key == "reduction" and getattr(heuristic, "_reduction_name", None) in available_reductions:
+                continue
+            if isinstance(value, AbstractHeuristic):
+                value = PicklableHeuristic(value)
+            elif value is np.random:
+                value = "<numpy.random>"
+            self.state[key] = value
+
+    def restore(self) -> AbstractHeuristic:
+        heuristic = self.cls.__new__(self.cls)
+        for key, value in self.state.items():
+            if isinstance(value, PicklableHeuristic):
+                value = value.restore()
+            elif isinstance(value, str) and value == "<numpy.random>":
+                value = np.random
+            setattr(heuristic, key, value)
+        name = self.state.get("_reduction_name")
+        if "reduction" not in self.state and name in available_reductions:
+            heuristic.reduction = available_reductions[name]
+        return heuristic

@@ -99,3 +99,27 @@ def test_mc_and_streaming_classification():
         scores_independently = False
 
     assert not requires_mc_samples(Custom()) and not scores_independently(Custom())
+
+
+@pytest.mark.parametrize("name", ["bald", "entropy", "margin", "variance", "random", "power_bald", "batch_bald"])
+def test_heuristics_survive_pickling(name):
+    """ddp_spawn pickles the datamodule; BaaL heuristics hold lambdas, so alkit pickles them by name."""
+    import pickle
+
+    from alkit.active.heuristics import PicklableHeuristic
+
+    heuristic = resolve_heuristic(name, query_size=2)
+    restored = pickle.loads(pickle.dumps(PicklableHeuristic(heuristic))).restore()
+    assert type(restored) is type(heuristic)
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=(6, 4)).transpose(0, 2, 1)
+    if name == "batch_bald":  # its scores are sampled; the configuration must survive
+        assert restored.num_samples == heuristic.num_samples == 2
+        return
+    if name == "power_bald":
+        assert restored.query_size == 2
+        restored, heuristic = restored._bh, heuristic._bh
+    if name != "random":
+        np.testing.assert_allclose(
+            restored.get_uncertainties(probabilities), heuristic.get_uncertainties(probabilities)
+        )
+    assert restored.get_uncertainties(probabilities).shape == (6,)

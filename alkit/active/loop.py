@@ -1,0 +1,471 @@
+"""``ActiveLearningLoop``: rounds of "fit on the labelled set, evaluate, score the pool, label" in the FitLoop's place.
+
+::
+
+    initial = snapshot(model)
+    for round in range(num_rounds):                     # ActiveLearningLoop.advance
+        if round > 0 and should_reset_weights:
+            restore(model, initial)                      # every round trains from the same start
+        reseed(seed + round)                             # a resumed run repeats the same draws
+        fit(label_epoch_frequency epochs)                # fresh optimizers, schedulers, callback state
+        metrics = validate() | test()                    # logged once per round
+        if last round, budget spent or pool empty:       # no scoring, no reset after the last round:
+            break                                        #   the model keeps the weights of the final labelled set
+        scores = score_pool(model, pool, heuristic, inference_iteration)   # MC dropout, whole pool, in order
+        if stopping_criterion.should_stop(metrics, scores): break
+        datamodule.query(scores)                         # label the most informative samples
+        history.append(round record); save history and a resume checkpoint
+
+Attach it as in Lightning Flash::
+
+    loop = ActiveLearningLoop(label_epoch_frequency=1)
+    loop.connect(trainer.fit_loop)
+    trainer.fit_loop = loop
+    trainer.fit(model, datamodule=ActiveLearningDataModule(...))   # or trainer.finetune(..., strategy="freeze")
+
+``Trainer(max_epochs=R)`` is the number of rounds (Flash's convention) unless ``max_rounds`` is given. What the
+seed systems got wrong and this loop guards against (``shared/ANCHORS.md``): the weights were reset after the last
+round, so the returned model was untrained, and the pool was scored for a label never used (item 5); test metrics
+were logged twice per round and the epoch counter restarted every round (item 7).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_lightning.loops.loop import _Loop
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Subset
+
+from alkit.active.datamodule import ActiveLearningDataModule
+from alkit.active.heuristics import requires_mc_samples
+from alkit.active.history import ActiveLearningHistory, RoundRecord
+from alkit.active.scoring import dropout_modules, score_pool
+from alkit.loops.fit_wrapper import FitWrapperLoop
+
+__all__ = ["ActiveLearningLoop"]
+
+HISTORY_NAME = "active_learning_history"
+RESUME_CHECKPOINT = "active_learning_last_round.ckpt"
+
+
+def _check_optional_int(name: str, value: Any, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum} or None, got {value!r}.")
+
+
+class ActiveLearningLoop(FitWrapperLoop):
+    """Alternate fitting on the labelled data with labelling the most informative pool samples.
+
+    Args:
+        label_epoch_frequency: epochs trained per round.
+        inference_iteration: MC-dropout forward passes per pool sample when scoring (BaaL's ``iterations``).
+        should_reset_weights: train every round from the initial weights (as in Flash and Gal et al.); never after
+            the last round, so the model ends with the weights trained on the final labelled set.
+        max_rounds: number of rounds; default ``Trainer(max_epochs)`` (Flash's convention).
+        budget: at most this many samples are labelled by the loop (on top of the initial labels); the last query
+            is cut to fit.
+        stopping_criterion: a BaaL ``StoppingCriterion`` (or any object with ``should_stop(metrics, uncertainty)``),
+            asked every round after scoring, before labelling.
+        seed: round ``r`` starts with the RNGs seeded ``seed + r`` so that a resumed run draws exactly what the
+            uninterrupted one drew. ``None``: the ``seed_everything`` seed if any, else the RNG states saved in the
+            checkpoint are restored.
+        export_path: folder of the history files (``active_learning_history.csv/.json``) and of the resume
+            checkpoint written after every round; default: the logger's folder, else ``default_root_dir``.
+        checkpoint_each_round: write ``active_learning_last_round.ckpt`` (full state, atomically replaced) after each
+            round's labelling, so labels a person gave are never lost; resume with ``trainer.fit(..., ckpt_path=)``.
+
+    After the run :attr:`history` holds one :class:`~alkit.active.RoundRecord` per round.
+    """
+
+    def __init__(
+        self,
+        label_epoch_frequency: int = 1,
+        inference_iteration: int = 2,
+        should_reset_weights: bool = True,
+        max_rounds: int | None = None,
+        budget: int | None = None,
+        stopping_criterion: Any = None,
+        seed: int | None = None,
+        export_path: str | os.PathLike | None = None,
+        checkpoint_each_round: bool = True,
+    ) -> None:
+        _check_optional_int("label_epoch_frequency", label_epoch_frequency, 1)
+        _check_optional_int("inference_iteration", inference_iteration, 1)
+        _check_optional_int("max_rounds", max_rounds, 1)
+        _check_optional_int("budget", budget, 0)
+        _check_optional_int("seed", seed, 0)
+        if stopping_criterion is not None and not callable(getattr(stopping_criterion, "should_stop", None)):
+            raise TypeError(
+                "`stopping_criterion` must have a `should_stop(metrics, uncertainty)` method (e.g. a "
+                f"`baal.active.stopping_criteria.StoppingCriterion`), got {stopping_criterion!r}."
+            )
+        super().__init__()
+        # Every attribute is created here: once connected, writes to unknown names go to the wrapped FitLoop.
+        self.label_epoch_frequency = int(label_epoch_frequency)
+        self.inference_iteration = int(inference_iteration)
+        self.should_reset_weights = bool(should_reset_weights)
+        self.max_rounds = max_rounds
+        self.budget = budget
+        self.stopping_criterion = stopping_criterion
+        self.seed = seed
+        self.export_path = None if export_path is None else str(export_path)
+        self.checkpoint_each_round = bool(checkpoint_each_round)
+        self.history = ActiveLearningHistory()
+        self.current_round = 0
+        self._num_rounds: int | None = None
+        self._trainer_max_epochs: int | None = None
+        self._labels_added = 0
+        self._finished = False
+        self._initial_weights: dict[str, torch.Tensor] | None = None
+        self._base_seed: int | None = None
+        self._saved_rng: dict[str, Any] | None = None
+        self._saved_fit_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # wiring
+    # ------------------------------------------------------------------------------------------------------------
+    def connect(self, fit_loop: Any) -> None:  # type: ignore[override]
+        super().connect(fit_loop)
+        self._trainer_max_epochs = fit_loop.max_epochs  # Trainer(max_epochs=R): R rounds, as in Flash
+
+    @property
+    def num_rounds(self) -> int:
+        """Rounds to run: ``max_rounds`` if given, else ``Trainer(max_epochs)``."""
+        rounds = self.max_rounds if self.max_rounds is not None else self._trainer_max_epochs
+        if rounds is None or rounds < 1:
+            raise ValueError(
+                f"The number of rounds is `max_rounds={self.max_rounds}` / `Trainer(max_epochs={rounds})`; give "
+                "`ActiveLearningLoop(max_rounds=...)` or `Trainer(max_epochs=...)` (one round per epoch, as in Flash)."
+            )
+        return int(rounds)
+
+    @property
+    def is_resuming(self) -> bool:
+        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start: a question about the current fit
+        # segment, i.e. the wrapped FitLoop, not about the whole active-learning run.
+        if self.fit_loop_connected:
+            return self.fit_loop.is_resuming
+        return super().is_resuming
+
+    @property
+    def done(self) -> bool:
+        return self._finished or self.current_round >= self.num_rounds
+
+    def reset(self) -> None:
+        if not self.restarting:  # a new (not resumed) fit starts the active-learning run over
+            self.current_round = 0
+            self.history = ActiveLearningHistory()
+            self._labels_added = 0
+            self._finished = False
+            self._initial_weights = None
+            self._base_seed = None
+
+    def _datamodule(self) -> ActiveLearningDataModule:
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, ActiveLearningDataModule):
+            raise TypeError(
+                f"ActiveLearningLoop needs an ActiveLearningDataModule, got {type(datamodule).__name__}: wrap yours "
+                "with `alkit.active.ActiveLearningDataModule(datamodule, ...)` and pass it as `datamodule=`."
+            )
+        return datamodule
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the run
+    # ------------------------------------------------------------------------------------------------------------
+    def on_run_start(self, *args: Any, **kwargs: Any) -> None:
+        super().on_run_start(*args, **kwargs)
+        self._datamodule()
+        max_steps = self.fit_loop.epoch_loop.max_steps
+        if max_steps not in (-1, None):
+            raise ValueError(
+                f"Trainer(max_steps={max_steps}) is not supported by ActiveLearningLoop: steps keep counting across "
+                "rounds, so it would cut later rounds short; use max_epochs / max_rounds and limit_train_batches."
+            )
+        self._num_rounds = self.num_rounds
+        self._check_model_can_be_scored()
+        if self._initial_weights is None:
+            self._initial_weights = self.snapshot_weights()
+        if self._base_seed is None:
+            self._base_seed = self.seed if self.seed is not None else _global_seed()
+        if not self.resuming_segment:  # resumed at a round boundary: continue from the RNG state of the save
+            self._restore_saved_rng()
+
+    def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
+        if self.resuming_segment:  # resumed inside this round's training: weights and RNG are the saved ones
+            return
+        if self.fit_loop_connected:
+            _forget_restart(self.fit_loop)  # resumed at a round boundary: the next fit is a fresh one
+        if self.current_round > 0 and self.should_reset_weights:
+            self.restore_weights(self._initial_weights)
+        if self._base_seed is not None:
+            _reseed(self._base_seed + self.current_round)
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        trainer, datamodule = self.trainer, self._datamodule()
+        round_index = self.current_round
+        _show_progress(trainer, f"{round_index + 1}/{self._num_rounds}")
+        rank_zero_info(
+            f"ActiveLearningLoop: round {round_index + 1}/{self._num_rounds}, {len(datamodule.train_indices)} "
+            f"labelled training samples, {len(datamodule.pool_indices)} in the pool"
+        )
+        start = time.perf_counter()
+        metrics: dict[str, float] = {}
+        num_trained = len(datamodule.train_indices)
+        if self.resuming_segment and self.fit_loop.epoch_progress.current.processed < self._segment_end_epoch:
+            self._restore_saved_rng()  # resumed inside the round's training: continue it with the saved draws
+        if datamodule.has_labelled_data:
+            self.run_fit(self.label_epoch_frequency)
+            # Resumed after the round's training (saved at its last epoch end): Lightning's restart set-up in
+            # run_fit drew random numbers the uninterrupted run did not, so the saved state takes over only now,
+            # and the metrics logged by that last epoch come from the checkpoint.
+            self._restore_saved_rng()
+            metrics.update(self._saved_fit_metrics)
+            metrics.update(_scalars(trainer.callback_metrics))
+            if datamodule.has_validation:
+                metrics.update(self._evaluate(self.run_validation))
+            if datamodule.has_test:
+                metrics.update(self._evaluate(self.run_test))
+        self._saved_fit_metrics = {}
+        train_time = time.perf_counter() - start
+
+        start = time.perf_counter()
+        added = np.zeros(0, dtype=np.int64)
+        if self._should_label(round_index, datamodule):
+            scores = self._score_pool(datamodule)
+            if self.stopping_criterion is not None and self.stopping_criterion.should_stop(metrics, scores):
+                self._finished = True
+            else:
+                count = datamodule.query_size
+                if self.budget is not None:
+                    count = min(count, self.budget - self._labels_added)
+                added = datamodule.query(scores, query_size=count)
+                self._labels_added += len(added)
+        else:
+            self._finished = True
+        scoring_time = time.perf_counter() - start
+
+        record = RoundRecord(round_index, num_trained, added.tolist(), metrics, train_time, scoring_time)
+        self.history.append(record)
+        self.current_round = round_index + 1
+        self._log_round(record)
+        self._save_history()
+        if self.checkpoint_each_round and not self.done:
+            self._save_resume_checkpoint()
+
+    def on_run_end(self) -> ActiveLearningHistory:
+        self._save_history()
+        return self.history
+
+    # ------------------------------------------------------------------------------------------------------------
+    # pieces
+    # ------------------------------------------------------------------------------------------------------------
+    def _should_label(self, round_index: int, datamodule: ActiveLearningDataModule) -> bool:
+        """Score and label only when the labels will be trained on: not after the last round (ANCHORS 5)."""
+        if round_index + 1 >= self._num_rounds or not datamodule.has_unlabelled_data:
+            return False
+        return self.budget is None or self._labels_added < self.budget
+
+    def _restore_saved_rng(self) -> None:
+        if self._saved_rng is not None:
+            _set_rng_state(self._saved_rng)
+            self._saved_rng = None
+
+    def _check_model_can_be_scored(self) -> None:
+        """Refuse a model without dropout for an MC heuristic before any training (not after the first round)."""
+        heuristic, model = self._datamodule().heuristic, self.trainer.lightning_module
+        if self.num_rounds > 1 and requires_mc_samples(heuristic) and not dropout_modules(model):
+            raise ValueError(
+                f"The heuristic {type(heuristic).__name__} needs Monte-Carlo dropout samples, but the model "
+                f"{type(model).__name__} has no dropout layer (torch.nn.Dropout* with p > 0). "
+                "Add dropout to the model (e.g. `head=torch.nn.Sequential(torch.nn.Dropout(0.1), ...)`) or use "
+                "heuristic='entropy', 'margin', 'certainty' or 'random'. Nothing was trained or labelled."
+            )
+
+    def _score_pool(self, datamodule: ActiveLearningDataModule) -> np.ndarray:
+        """Scores of this round's pool; under several processes each scores a shard and all get every score."""
+        trainer = self.trainer
+        model = trainer.lightning_module
+        loader = datamodule.pool_dataloader()
+        world_size, rank = trainer.world_size, trainer.global_rank
+        if world_size <= 1:
+            return score_pool(model, loader, datamodule.heuristic, self.inference_iteration).scores
+        size = len(loader.dataset)
+        positions = list(range(rank, size, world_size))
+        shard = DataLoader(
+            Subset(loader.dataset, positions),
+            batch_size=loader.batch_size,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+        )
+        local = score_pool(model, shard, datamodule.heuristic, self.inference_iteration).scores
+        per_rank = -(-size // world_size)
+        padded = torch.full((per_rank,), float("nan"), dtype=torch.float64, device=trainer.strategy.root_device)
+        padded[: len(local)] = torch.as_tensor(local, dtype=torch.float64)
+        gathered = trainer.strategy.all_gather(padded).reshape(world_size, per_rank).cpu().numpy()
+        scores = np.empty(size, dtype=np.float64)
+        for source in range(world_size):
+            count = len(range(source, size, world_size))
+            scores[source::world_size] = gathered[source, :count]
+        return scores
+
+    def _evaluate(self, run: Any) -> dict[str, float]:
+        """Run a val/test pass without logging it (it is logged once, in the round record)."""
+        trainer = self.trainer
+        loggers, trainer.loggers = trainer.loggers, []
+        loops = (trainer.validate_loop, trainer.test_loop)
+        verbose = [loop.verbose for loop in loops]
+        for loop in loops:
+            loop.verbose = False
+        try:
+            return run()
+        finally:
+            trainer.loggers = loggers
+            for loop, flag in zip(loops, verbose):
+                loop.verbose = flag
+
+    def _log_round(self, record: RoundRecord) -> None:
+        trainer = self.trainer
+        values = {
+            "al/round": float(record.round),
+            "al/num_labelled": float(record.num_labelled),
+            "al/num_added": float(len(record.indices_added)),
+            "al/train_time_s": record.train_time_s,
+            "al/scoring_time_s": record.scoring_time_s,
+        }
+        values.update({f"al/{name}": value for name, value in record.metrics.items()})
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=trainer.global_step)
+                logger.save()
+
+    def _export_dir(self) -> Path:
+        if self.export_path is not None:
+            return Path(self.export_path)
+        trainer = self.trainer
+        log_dir = trainer.log_dir if trainer.loggers else None
+        return Path(log_dir or trainer.default_root_dir)
+
+    def _save_history(self) -> None:
+        if self.trainer.is_global_zero and len(self.history):
+            self.history.save(self._export_dir(), HISTORY_NAME)
+
+    def _save_resume_checkpoint(self) -> None:
+        """Full checkpoint after the round's labelling, written to a temporary file then atomically renamed."""
+        trainer = self.trainer
+        path = self._export_dir() / RESUME_CHECKPOINT
+        tmp = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("active_learning_resume_checkpoint")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # checkpointing
+    # ------------------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self) -> dict:
+        state = super().on_save_checkpoint()
+        state.update(
+            {
+                "current_round": self.current_round,
+                "history": self.history.state_dict(),
+                "labels_added": self._labels_added,
+                "finished": self._finished,
+                "initial_weights": self._initial_weights,
+                "base_seed": self._base_seed,
+                "rng": _get_rng_state(),
+                "fit_metrics": _scalars(self.trainer.callback_metrics) if self._segment_active else {},
+            }
+        )
+        return state
+
+    def on_load_checkpoint(self, state_dict: dict) -> None:
+        super().on_load_checkpoint(state_dict)
+        if "current_round" not in state_dict:
+            return  # not an ActiveLearningLoop checkpoint (e.g. a plain fit's): start from round 0
+        self.current_round = int(state_dict["current_round"])
+        self.history = ActiveLearningHistory()
+        self.history.load_state_dict(state_dict["history"])
+        self._labels_added = int(state_dict["labels_added"])
+        self._finished = bool(state_dict["finished"])
+        self._initial_weights = state_dict["initial_weights"]
+        self._base_seed = state_dict["base_seed"]
+        self._saved_rng = state_dict.get("rng")
+        self._saved_fit_metrics = dict(state_dict.get("fit_metrics", {}))
+        # Epochs count across rounds, but Lightning refuses a checkpoint whose epoch is beyond the FitLoop's
+        # max_epochs (here: the number of rounds): let it reach the end of the checkpoint's segment.
+        if self.fit_loop_connected and self.fit_loop.max_epochs not in (None, -1):
+            self.fit_loop.max_epochs = max(self.fit_loop.max_epochs, self._segment_end_epoch)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[name] = float(value.item())
+        elif isinstance(value, numbers.Real):
+            out[name] = float(value)
+    return out
+
+
+def _forget_restart(loop: Any) -> None:
+    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
+    loop._restarting = False
+    loop._loaded_from_state_dict = False
+    loop._resuming_from_checkpoint = False
+    loop.reset_restart_stage()
+    for child in list(vars(loop).values()):
+        if isinstance(child, _Loop):
+            _forget_restart(child)
+
+
+def _global_seed() -> int | None:
+    value = os.environ.get("PL_GLOBAL_SEED")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _reseed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {  # plain types and tensors only: checkpoints load with `weights_only=True`
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _show_progress(trainer: Any, text: str) -> None:
+    """Put ``round=i/R`` next to the epoch in the progress bar."""
+    connector = getattr(trainer, "_logger_connector", None)
+    metrics = getattr(connector, "_progress_bar_metrics", None)
+    if isinstance(metrics, dict):
+        metrics["round"] = text
