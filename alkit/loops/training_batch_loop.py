@@ -38,8 +38,7 @@ class TrainingBatchLoop(Loop):
         return self._ran
 
     def reset(self) -> None:
-        self._output = None
-        self._ran = False
+        self._ran = False  # `_output` was cleared by the previous on_run_end
 
     def advance(self, kwargs: OrderedDict, batch_idx: int) -> None:
         if self.trainer.lightning_module.automatic_optimization:

@@ -123,8 +123,10 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
         """
         if self._resume_pending_validation(data_fetcher):
             return
-        # we are going to train first so the val loop does not need to restart
-        self.val_loop.restarting = False
+        # we are going to train first so the val loop does not need to restart (a write that walks the val loop's
+        # children: skipped in the common case where nothing was restarting)
+        if self.val_loop._restarting:
+            self.val_loop.restarting = False
 
         trainer = self.trainer
         if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
