@@ -6,10 +6,11 @@
 has a training set, using scikit-learn's splitters (see :mod:`alkit.kfold.splits`).
 
 Optional protocol for deterministic held-out folds: a wrapped datamodule may define a method
-``train_dataset_for_evaluation()`` returning the *same samples in the same order* as its training set but with
-evaluation (deterministic) transforms. When present, the held-out fold of every split is drawn from it, so
-validation does not see random crops/flips; otherwise the training dataset is used as is (with a warning when it
-carries a ``transform``).
+``train_dataset_for_inference()`` (the name :class:`alkit.vision.ImageClassificationData` and the active-learning
+datamodule use; ``train_dataset_for_evaluation()`` is accepted too) returning the *same samples in the same order* as
+its training set but with evaluation (deterministic) transforms. When present, the held-out fold of every split is
+drawn from it, so validation does not see random crops/flips; otherwise the training dataset is used as is (with a
+warning when it carries a ``transform``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,21 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
 from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
 
-__all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOK"]
+__all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOKS"]
 
-#: Name of the optional method of a wrapped datamodule returning its training set with evaluation transforms.
-EVAL_DATASET_HOOK = "train_dataset_for_evaluation"
+#: Names (in order of preference) of the optional method of a wrapped datamodule returning its training set with
+#: evaluation transforms.
+EVAL_DATASET_HOOKS = ("train_dataset_for_inference", "train_dataset_for_evaluation")
+
+_MISSING = object()
 
 # DataLoader settings carried over from the wrapped datamodule's train_dataloader() to the fold loaders.
 _LOADER_SETTINGS = (
@@ -126,6 +132,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         self._loader_settings: dict[str, Any] | None = None
         self._train_fold: Dataset | None = None
         self._val_fold: Dataset | None = None
+        self._has_test_data: bool | None = None
 
     # ------------------------------------------------------------------ Lightning hooks, forwarded
     def prepare_data(self) -> None:
@@ -193,7 +200,13 @@ class KFoldDataModule(BaseKFoldDataModule):
     # ------------------------------------------------------------------ dataloaders
     def train_dataloader(self) -> DataLoader:
         settings = self.loader_settings
-        return DataLoader(self._require_fold()[0], shuffle=settings["shuffle"], **settings["kwargs"])
+        kwargs = dict(settings["kwargs"])
+        generator = kwargs.get("generator")
+        if isinstance(generator, torch.Generator) and self.fold_index is not None:
+            # A seeded loader of the wrapped datamodule: a fresh generator per fold, so a fold's data order does not
+            # depend on the folds before it (nor on a resume).
+            kwargs["generator"] = torch.Generator().manual_seed(generator.initial_seed() + self.fold_index)
+        return DataLoader(self._require_fold()[0], shuffle=settings["shuffle"], **kwargs)
 
     def val_dataloader(self) -> DataLoader:
         kwargs = dict(self.loader_settings["kwargs"], drop_last=False)  # every held-out sample is evaluated
@@ -210,7 +223,26 @@ class KFoldDataModule(BaseKFoldDataModule):
 
     @property
     def has_test_data(self) -> bool:
-        return is_overridden("test_dataloader", self.datamodule, pl.LightningDataModule)
+        """Whether the wrapped datamodule serves test batches (asked once: it may set up its test stage)."""
+        if self._has_test_data is None:
+            self._has_test_data = self._probe_test_data()
+        return self._has_test_data
+
+    def _probe_test_data(self) -> bool:
+        dm = self.datamodule
+        if not is_overridden("test_dataloader", dm, pl.LightningDataModule):
+            return False
+        if getattr(dm, "test_dataset", _MISSING) is None:
+            return False  # e.g. ImageClassificationData without a test folder
+        self._setup_wrapped("test")
+        try:
+            loader = dm.test_dataloader()
+        except (MisconfigurationException, NotImplementedError, RuntimeError) as err:
+            rank_zero_warn(
+                f"{type(dm).__name__}.test_dataloader() raised {type(err).__name__}: {err}; the folds are not tested"
+            )
+            return False
+        return not (isinstance(loader, (list, tuple, dict)) and len(loader) == 0)
 
     # ------------------------------------------------------------------ fold inspection
     @property
@@ -286,22 +318,22 @@ class KFoldDataModule(BaseKFoldDataModule):
 
     def _resolve_eval_dataset(self) -> None:
         dataset = self.train_dataset
-        hook = getattr(self.datamodule, EVAL_DATASET_HOOK, None)
-        if callable(hook):
-            eval_dataset = hook()
+        name = next((n for n in EVAL_DATASET_HOOKS if callable(getattr(self.datamodule, n, None))), None)
+        if name is not None:
+            eval_dataset = getattr(self.datamodule, name)()
             if eval_dataset is None:
                 eval_dataset = dataset
             elif len(eval_dataset) != len(dataset):
                 raise ValueError(
-                    f"{type(self.datamodule).__name__}.{EVAL_DATASET_HOOK}() returned {len(eval_dataset)} samples but "
-                    f"the training set has {len(dataset)}: it must be the same samples in the same order"
+                    f"{type(self.datamodule).__name__}.{name}() returned {len(eval_dataset)} samples but the training "
+                    f"set has {len(dataset)}: it must be the same samples in the same order"
                 )
         else:
             eval_dataset = dataset
             if getattr(dataset, "transform", None) is not None:
                 rank_zero_warn(
                     f"The held-out folds use the training set's transforms ({type(self.datamodule).__name__} has no "
-                    f"`{EVAL_DATASET_HOOK}()`); if they are random, validation metrics are noisy."
+                    f"`{EVAL_DATASET_HOOKS[0]}()`); if they are random, validation metrics are noisy."
                 )
         self._eval_dataset = eval_dataset
 

@@ -176,14 +176,14 @@ class KFoldLoop(FitWrapperLoop):
         fold = self.current_fold
         trainer = self.trainer
         self.run_fit(self._epochs_per_fold)
-        val_metrics = self._evaluate(self.run_validation)
+        val_metrics = self._metrics_of_last_fit_validation()
+        val_metrics = self._reduce(val_metrics) if val_metrics is not None else self._evaluate(self.run_validation)
         test_metrics = self._evaluate(self.run_test) if self._datamodule().has_test_data else {}
         self._log({f"fold_{fold}/{k}": v for k, v in {**val_metrics, **test_metrics}.items()})
         checkpoint_path = os.path.join(self._export_dir, f"fold_{fold}.ckpt")
         self._records.append({"val": val_metrics, "test": test_metrics, "checkpoint": checkpoint_path})
         self.current_fold = fold + 1  # saved below as "fold done": resuming from this file starts the next fold
-        trainer.save_checkpoint(checkpoint_path, weights_only=False)  # full state: resumable
-        self._write_result(self._build_result())
+        trainer.save_checkpoint(checkpoint_path, weights_only=False)  # full state (and results so far): resumable
 
     def on_run_end(self) -> KFoldResult:
         datamodule = self._datamodule()
@@ -237,12 +237,41 @@ class KFoldLoop(FitWrapperLoop):
             trainer.loggers = loggers
             for loop, flag in zip(loops, verbose):
                 loop.verbose = flag
+        return self._reduce(metrics)
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Average each metric over the processes, so every rank reports (and saves) the same numbers."""
+        trainer = self.trainer
         if trainer.world_size > 1 and metrics:
             keys = sorted(metrics)
             values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=trainer.strategy.root_device)
             values = trainer.strategy.reduce(values, reduce_op="mean")
             metrics = {k: float(v) for k, v in zip(keys, values.tolist())}
         return metrics
+
+    def _metrics_of_last_fit_validation(self) -> dict[str, float] | None:
+        """The held-out metrics of the fold's final weights when fit already computed them, else ``None``.
+
+        With ``val_check_interval=1.0`` a validation that ran during the fold's last epoch ran after its last training
+        batch; re-running it would only cost time (and log the metrics twice).
+        """
+        trainer = self.trainer
+        interval = trainer.val_check_interval
+        if not (isinstance(interval, float) and interval == 1.0):
+            return None
+        val_loop = self.fit_loop.epoch_loop.val_loop
+        if val_loop.batch_progress.total.completed == 0:  # counts the validation batches of the last epoch only
+            return None
+        results = getattr(val_loop, "_results", None)
+        if not isinstance(results, dict) or not hasattr(results, "_forked_name"):
+            return None
+        names = [
+            results._forked_name(metric, False)[1]
+            for metric in results.values()
+            if getattr(getattr(metric, "meta", None), "on_epoch", False)
+        ]
+        metrics = {name: float(trainer.callback_metrics[name]) for name in names if name in trainer.callback_metrics}
+        return metrics or None
 
     def _test_ensemble(self) -> dict[str, float]:
         trainer = self.trainer

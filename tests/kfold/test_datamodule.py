@@ -113,6 +113,23 @@ def test_no_test_set_is_reported_and_asking_for_it_fails_clearly():
         dm.test_dataloader()
 
 
+class _TestLoaderRaises(_DataModule):
+    def test_dataloader(self):
+        raise RuntimeError("no test set: pass test_folder")
+
+
+class _NoTestDataset(_DataModuleWithTest):
+    test_dataset = None  # like ImageClassificationData without a test folder
+
+
+@pytest.mark.parametrize("wrapped", [_TestLoaderRaises, _NoTestDataset])
+def test_a_test_dataloader_that_cannot_serve_means_no_test_data(wrapped):
+    dm = KFoldDataModule(wrapped())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not dm.has_test_data
+
+
 def test_wrapped_setup_runs_once_per_stage_so_fold_indices_keep_pointing_at_the_same_samples():
     wrapped = _DataModuleWithTest()
     dm = KFoldDataModule(wrapped)
@@ -204,8 +221,18 @@ class _WithEvalTransforms(pl.LightningDataModule):
         return _Tagged(20, "eval")
 
 
-def test_held_out_fold_uses_the_eval_transform_dataset_when_offered():
-    dm = KFoldDataModule(_WithEvalTransforms())
+class _WithInferenceDataset(_WithEvalTransforms):
+    """The name alkit.vision.ImageClassificationData (and the active-learning datamodule) use."""
+
+    train_dataset_for_evaluation = None
+
+    def train_dataset_for_inference(self):
+        return _Tagged(20, "eval")
+
+
+@pytest.mark.parametrize("wrapped", [_WithEvalTransforms, _WithInferenceDataset])
+def test_held_out_fold_uses_the_eval_transform_dataset_when_offered(wrapped):
+    dm = KFoldDataModule(wrapped())
     dm.setup_folds(4)
     dm.setup_fold_index(2)
     assert all(not batch[1].any() for batch in dm.train_dataloader())
@@ -281,3 +308,47 @@ def test_fold_index_out_of_range_and_fold_before_setup_are_rejected():
         dm.setup_fold_index(3)
     with pytest.raises(RuntimeError, match="no current fold"):
         dm.train_dataloader()
+
+
+def _image_folders(root, per_class=4):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("ants", "bees"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):  # noise, so random crops and flips change the pixels
+            Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_image_classification_data_folds_validate_with_its_deterministic_eval_transform(tmp_path):
+    from alkit.vision import ImageClassificationData
+
+    wrapped = ImageClassificationData.from_folders(train_folder=_image_folders(tmp_path), batch_size=2, image_size=24)
+    dm = KFoldDataModule(wrapped, stratify=True)
+    dm.setup_folds(2)
+    dm.setup_fold_index(0)
+    val_set = dm.val_dataloader().dataset
+    first, again = val_set[0][0], val_set[0][0]
+    assert torch.equal(first, again)  # eval transform: the same tensor every time
+    train_images = [dm.train_dataloader().dataset[0][0] for _ in range(8)]
+    assert any(not torch.equal(train_images[0], image) for image in train_images[1:])  # random training transform
+    for i in range(2):  # stratified with the dataset's `targets`: 2 ants and 2 bees held out per fold
+        held_out = np.asarray(wrapped.train_dataset.targets)[dm.fold_indices(i).val_indices]
+        assert sorted(held_out.tolist()) == [0, 0, 1, 1]
+
+
+def test_a_seeded_wrapped_loader_gives_each_fold_its_own_reproducible_order():
+    class _Seeded(_DataModule):
+        def train_dataloader(self):
+            generator = torch.Generator().manual_seed(3)
+            return DataLoader(self.train_set, batch_size=4, shuffle=True, generator=generator)
+
+    def order(fold):
+        dm = KFoldDataModule(_Seeded())
+        dm.setup_folds(2)
+        dm.setup_fold_index(fold)
+        return _served_positions(dm.train_dataloader())
+
+    np.testing.assert_array_equal(order(1), order(1))  # no matter what ran before
+    assert not np.array_equal(np.sort(order(0)), np.sort(order(1)))

@@ -74,6 +74,22 @@ def test_kfold_fit_reports_every_fold_not_only_the_ensemble(tmp_path):
     assert saved == json.loads(json.dumps(result.to_dict()))
 
 
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"check_val_every_n_epoch": 2}], ids=["reused", "recomputed"])
+def test_fold_val_metrics_are_those_of_the_final_fold_model(tmp_path, trainer_kwargs):
+    """Taken from fit's last validation when it ran after the last step, else from a fresh validation pass."""
+    data = BlobDataWithTest()
+    result = kfold_fit(Classifier(), data, k=2, seed=0, max_epochs=3, **_quiet(tmp_path), **trainer_kwargs)
+    data.setup("fit")
+    for fold, path in enumerate(result.checkpoint_paths):
+        model = Classifier()
+        model.load_state_dict(torch.load(path, weights_only=False)["state_dict"])
+        held_out = torch.utils.data.Subset(data.train_set, result.val_indices[fold].tolist())
+        (expected,) = pl.Trainer(**_quiet(tmp_path)).validate(
+            model, torch.utils.data.DataLoader(held_out, batch_size=8), verbose=False
+        )
+        assert result.val_metrics[fold] == pytest.approx(expected, abs=1e-6)
+
+
 def test_the_model_passed_to_kfold_fit_is_left_unchanged(tmp_path):
     model = Classifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -240,7 +256,8 @@ def test_resume_from_a_mid_fold_checkpoint_finishes_that_fold_then_the_rest(tmp_
         run(callbacks=[_InterruptAt(fold=1, epoch_in_fold=1)])
     last = tmp_path / "ckpts" / "fold_1" / "last.ckpt"
     assert last.is_file()
-    first_fold = json.loads((tmp_path / "kfold" / "kfold_result.json").read_text())["val_metrics"]
+    saved = torch.load(tmp_path / "kfold" / "fold_0.ckpt", weights_only=False)["loops"]["fit_loop"]["state_dict"]
+    first_fold = [record["val"] for record in saved["records"]]
     counter = _EpochCounter()
     result = run(callbacks=[counter], ckpt_path=last)
     assert counter.folds == [1, 2, 2]  # the second epoch of fold 1, then fold 2
