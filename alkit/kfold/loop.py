@@ -106,14 +106,6 @@ class KFoldLoop(FitWrapperLoop):
         self._epochs_per_fold = fit_loop.max_epochs  # Trainer(max_epochs=E): E epochs per fold
 
     @property
-    def is_resuming(self) -> bool:
-        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start (whether to re-create the data iterator):
-        # that is a question about the current fit segment, i.e. the wrapped FitLoop, not the whole cross-validation.
-        if self.fit_loop_connected:
-            return self.fit_loop.is_resuming
-        return super().is_resuming
-
-    @property
     def done(self) -> bool:
         return self.current_fold >= self.num_folds
 
@@ -193,8 +185,9 @@ class KFoldLoop(FitWrapperLoop):
         self.restore_weights(self._initial_weights)
         self.result = self._build_result()
         self._write_result(self.result)
-        if self.trainer.is_global_zero:
-            rank_zero_info(str(self.result))
+        means, stds = self.result.mean(), self.result.std()
+        summary = ", ".join(f"{name} {means[name]:.4f} ± {stds[name]:.4f}" for name in means)
+        rank_zero_info(f"KFoldLoop: {self.result.num_folds} folds done; {summary}; results in {self._export_dir}")
         return self.result
 
     # ------------------------------------------------------------------------------------------------------------
