@@ -101,6 +101,7 @@ def kfold_fit(
     kfold_datamodule.prepare_data()
     kfold_datamodule.setup("fit")
     kfold_datamodule.setup_folds(num_folds)
+    kfold_datamodule.setup_fold_index(0)  # what Lightning's sanity check validates on, before the loop starts
     num_folds = getattr(kfold_datamodule, "num_folds", None) or num_folds or int(k)
 
     if trainer is None:

@@ -8,9 +8,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader, Subset
 
 import alkit
-from alkit.kfold import KFoldDataModule, KFoldLoop, KFoldResult, kfold_fit
+from alkit.kfold import BaseKFoldDataModule, KFoldDataModule, KFoldLoop, KFoldResult, kfold_fit
 from tests.kfold._helpers import QUIET, BlobData, BlobDataWithTest, Classifier
 
 
@@ -122,6 +123,40 @@ def test_ensemble_can_be_switched_off(tmp_path):
     result = kfold_fit(Classifier(), BlobDataWithTest(), k=2, max_epochs=1, ensemble=False, **_quiet(tmp_path))
     assert result.ensemble_metrics is None
     assert all("test_acc" in m for m in result.test_metrics)
+
+
+class _EvenOddFolds(BaseKFoldDataModule):
+    """A user's own fold logic through the two-method protocol: fold i holds out the samples with index % k == i."""
+
+    def setup(self, stage):
+        self.data = BlobDataWithTest()
+        self.data.setup(stage)
+
+    def setup_folds(self, num_folds):
+        self.num_folds = num_folds
+
+    def setup_fold_index(self, fold_index):
+        n = len(self.data.train_set)
+        self.train_part = Subset(self.data.train_set, [i for i in range(n) if i % self.num_folds != fold_index])
+        self.val_part = Subset(self.data.train_set, [i for i in range(n) if i % self.num_folds == fold_index])
+
+    def train_dataloader(self):
+        return DataLoader(self.train_part, batch_size=8, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_part, batch_size=8)
+
+    def test_dataloader(self):
+        return DataLoader(self.data.test_set, batch_size=8)
+
+
+def test_a_user_defined_fold_datamodule_works_through_the_protocol(tmp_path):
+    result = kfold_fit(Classifier(), _EvenOddFolds(), k=2, seed=0, max_epochs=1, **_quiet(tmp_path))
+    assert result.num_folds == 2
+    assert all("val_acc" in m for m in result.val_metrics) and all("test_acc" in m for m in result.test_metrics)
+    assert result.ensemble_metrics is not None
+    with pytest.raises(ValueError, match="already defines its folds"):
+        kfold_fit(Classifier(), _EvenOddFolds(), k=2, stratify=True, **_quiet(tmp_path))
 
 
 # ---------------------------------------------------------------------------------------------- callbacks, logs
