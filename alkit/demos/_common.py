@@ -184,6 +184,7 @@ def quiet_lightning() -> Iterator[None]:
             ".*The number of training batches.*",
             ".*Checkpoint directory .* exists and is not empty.*",
             ".*LeafSpec.*is deprecated.*",  # torch's pytree deprecation, raised inside Lightning
+            ".*Total length of .* across ranks is zero.*",  # no validation set: an empty val dataloader
         ):
             warnings.filterwarnings("ignore", message=pattern)
         try:
