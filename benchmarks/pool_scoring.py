@@ -222,11 +222,11 @@ def memory_comparison(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pool", type=int, default=128, help="images in the timed pool")
+    parser.add_argument("--pool", type=int, default=64, help="images in the timed pool")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--iterations", type=int, nargs="+", default=[2, 20])
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast paths")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many runs for the fast paths")
     parser.add_argument("--memory-pool", type=int, default=200_000)
     parser.add_argument("--memory-batch-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)

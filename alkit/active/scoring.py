@@ -205,8 +205,8 @@ def _mc_probabilities(
     """
     batch_size = _batch_size_of(inputs)
     if split is None:
-        stacked = torch.stack([_check_logits(model(inputs), batch_size) for _ in range(iterations)], dim=0)
-        yield _to_probabilities(stacked.movedim(0, -1), model_outputs)  # [B, C, ..., I], class axis 1
+        passes = [_to_probabilities(_check_logits(model(inputs), batch_size), model_outputs) for _ in range(iterations)]
+        yield torch.stack(passes, dim=-1)  # [B, C, ..., I]
         return
     features = split.features(inputs)
     per_chunk = max(1, _MAX_REPLICATED_ROWS // iterations)
@@ -214,9 +214,8 @@ def _mc_probabilities(
         chunk = features[start : start + per_chunk]
         rows = chunk.shape[0]
         replicated = chunk.repeat(iterations, *([1] * (chunk.ndim - 1)))  # [I * b, ...], iteration-major
-        logits = _check_logits(split.head(replicated), iterations * rows)
-        stacked = logits.reshape(iterations, rows, *logits.shape[1:])  # [I, b, C, ...]
-        yield _to_probabilities(stacked.movedim(0, -1), model_outputs)
+        probabilities = _to_probabilities(_check_logits(split.head(replicated), iterations * rows), model_outputs)
+        yield probabilities.reshape(iterations, rows, *probabilities.shape[1:]).movedim(0, -1)  # [b, C, ..., I]
 
 
 def _model_device(model: nn.Module) -> torch.device:
