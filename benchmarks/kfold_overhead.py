@@ -2,9 +2,10 @@
 
 Same data (scikit-learn's digits, no download), same model, same folds, same epochs. The naive loop is what a user
 writes without alkit: for each fold a new ``pytorch_lightning.Trainer``, ``fit`` on the fold, ``test`` on the test
-set. ``kfold_fit`` additionally validates each final fold model once, saves one checkpoint per fold (for the ensemble
-and for resuming) and, with the ensemble on, tests the soft-voting ensemble. The three are interleaved round by round
-(so machine noise hits them alike); medians are reported with the ratios. Target: kfold_fit / naive <= 1.05.
+set. ``kfold_fit`` additionally saves one checkpoint per fold (for the ensemble and for resuming), restores the
+initial weights and rebuilds optimizers per fold and, with the ensemble on, tests the soft-voting ensemble. The three are interleaved round by round
+(so machine noise hits them alike); ratios of the medians and of the best runs are reported (on a busy machine the
+best runs are the steadier estimate of the intrinsic cost). Target: kfold_fit / naive <= 1.05.
 
     python benchmarks/kfold_overhead.py [--epochs 5] [--rounds 3]
 """
@@ -142,8 +143,15 @@ def main() -> None:
         runs = ", ".join(f"{v:.2f}" for v in times[name])
         folds = " ".join(f"{a:.3f}" for a in accuracy[name])
         print(f"  {name:<19} {value:6.2f} s   (runs: {runs})   per-fold test_acc: {folds}")
-    print(f"kfold_fit / naive            = {median['kfold_fit'] / median['naive']:.3f}   (target <= 1.05)")
-    print(f"kfold_fit+ensemble / naive   = {median['kfold_fit+ensemble'] / median['naive']:.3f}")
+    best = {name: min(values) for name, values in times.items()}
+    print(
+        f"kfold_fit / naive            = {median['kfold_fit'] / median['naive']:.3f} (medians)"
+        f"   {best['kfold_fit'] / best['naive']:.3f} (best runs)   target <= 1.05"
+    )
+    print(
+        f"kfold_fit+ensemble / naive   = {median['kfold_fit+ensemble'] / median['naive']:.3f} (medians)"
+        f"   {best['kfold_fit+ensemble'] / best['naive']:.3f} (best runs)"
+    )
 
 
 if __name__ == "__main__":
