@@ -133,6 +133,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         self._train_fold: Dataset | None = None
         self._val_fold: Dataset | None = None
         self._has_test_data: bool | None = None
+        self._folds_for: int | None = None
 
     # ------------------------------------------------------------------ Lightning hooks, forwarded
     def prepare_data(self) -> None:
@@ -170,11 +171,20 @@ class KFoldDataModule(BaseKFoldDataModule):
 
     # ------------------------------------------------------------------ the k-fold protocol
     def setup_folds(self, num_folds: int | None) -> None:
-        """Compute the folds (``num_folds`` may be ``None`` when a splitter decides the number)."""
+        """Compute the folds (``num_folds`` may be ``None`` when a splitter decides the number).
+
+        Computed once per ``num_folds`` (kfold_fit checks them before training, Lightning's sanity check and the loop
+        ask again): reading targets may mean iterating the whole training set.
+        """
+        if self.folds is not None and self._folds_for == num_folds:
+            self.fold_index = None
+            return
         dataset = self.train_dataset
         targets = None
         if self.stratify or (self.splitter is not None and splitter_needs_targets(self.splitter)):
             targets = read_targets(dataset)
+        self.folds = None
+        self._folds_for = num_folds
         self.folds = make_folds(
             len(dataset),
             num_folds,
