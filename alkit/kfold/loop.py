@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loops.loop import _Loop
 from pytorch_lightning.utilities import rank_zero_info
 
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
@@ -153,10 +152,6 @@ class KFoldLoop(FitWrapperLoop):
         fold = self.current_fold
         self._datamodule().setup_fold_index(fold)
         if not self.resuming_segment:  # a resumed fold keeps the weights and RNG it was saved with
-            if self.fit_loop_connected:
-                # Resumed at a fold boundary: nothing inside the FitLoop to resume, the next fold is a fresh fit
-                # (else Lightning would reuse a stale dataloader iterator and draw a different data order).
-                _forget_restart(self.fit_loop)
             self.restore_weights(self._initial_weights)
             if self._base_seed is not None:
                 _reseed(self._base_seed + fold)
@@ -305,10 +300,6 @@ class KFoldLoop(FitWrapperLoop):
         # Back to the original dirpath first: ModelCheckpoint only restores its initial state for the same dirpath.
         self._use_fold_checkpoint_dirs(None)
         super().reset_callbacks()
-        for callback in self._checkpoint_callbacks():
-            # not part of ModelCheckpoint.state_dict(): without this, `save_last` would skip every fold after the first
-            if hasattr(callback, "_last_checkpoint_saved"):
-                callback._last_checkpoint_saved = ""
         self._use_fold_checkpoint_dirs(self.current_fold)
 
     def _build_result(self) -> KFoldResult:
@@ -376,17 +367,6 @@ class KFoldLoop(FitWrapperLoop):
 def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:
     folds = getattr(datamodule, "folds", None)
     return folds_fingerprint(folds) if folds else None
-
-
-def _forget_restart(loop: Any) -> None:
-    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
-    loop._restarting = False
-    loop._loaded_from_state_dict = False
-    loop._resuming_from_checkpoint = False
-    loop.reset_restart_stage()
-    for child in list(vars(loop).values()):
-        if isinstance(child, _Loop):
-            _forget_restart(child)
 
 
 def _global_seed() -> int | None:

@@ -24,11 +24,23 @@ from typing import Any
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loops.fit_loop import _FitLoop
+from pytorch_lightning.loops.loop import _Loop
 from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 
 from alkit.loops.loop import Loop
 
 __all__ = ["FitWrapperLoop"]
+
+
+def _forget_restart(loop: _Loop) -> None:
+    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
+    loop._restarting = False
+    loop._loaded_from_state_dict = False
+    loop._resuming_from_checkpoint = False
+    loop.reset_restart_stage()
+    for child in list(vars(loop).values()):
+        if isinstance(child, _Loop):
+            _forget_restart(child)
 
 
 class FitWrapperLoop(Loop):
@@ -105,6 +117,9 @@ class FitWrapperLoop(Loop):
         if self._resumed_mid_segment:
             self._resumed_mid_segment = False
         else:
+            # Resumed at a segment boundary, the wrapped loop still carries the reload flags: nothing inside it is to
+            # be resumed (else Lightning would reuse a stale data iterator and draw a different data order).
+            _forget_restart(fit_loop)
             trainer.should_stop = False
             self._segment_end_epoch = fit_loop.epoch_progress.current.processed + num_epochs
             if reload_dataloaders:
@@ -134,6 +149,9 @@ class FitWrapperLoop(Loop):
                 # instead of becoming `last-v1.ckpt`, `last-v2.ckpt`, ...
                 state["last_model_path"] = callback.last_model_path
             callback.load_state_dict(state)
+            if isinstance(callback, ModelCheckpoint):
+                # not in ModelCheckpoint.state_dict(): left set, `save_last` would skip every later segment
+                callback._last_checkpoint_saved = ""
 
     def _remember_initial_callback_states(self) -> None:
         for callback in self.trainer.callbacks:
