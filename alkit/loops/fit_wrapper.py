@@ -68,6 +68,31 @@ class FitWrapperLoop(Loop):
         self.max_epochs = fit_loop.max_epochs
         self.stand_in_for(fit_loop)
 
+    # The reads Lightning makes of `trainer.fit_loop` on every batch, answered directly rather than through the
+    # generic `__getattr__` forwarding (a failed lookup first, then the forward: measurable per batch).
+    @property
+    def epoch_loop(self) -> Any:
+        return self._require_fit_loop().epoch_loop
+
+    @epoch_loop.setter
+    def epoch_loop(self, loop: Any) -> None:
+        self._require_fit_loop().epoch_loop = loop
+
+    @property
+    def epoch_progress(self) -> Any:
+        return self._require_fit_loop().epoch_progress
+
+    @property
+    def max_batches(self) -> int | float:
+        return self._require_fit_loop().max_batches
+
+    @max_batches.setter
+    def max_batches(self, value: int | float) -> None:
+        self._require_fit_loop().max_batches = value
+
+    def _should_accumulate(self) -> bool:
+        return self._require_fit_loop()._should_accumulate()
+
     @property
     def is_resuming(self) -> bool:
         # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start (whether to re-create the data iterator):
