@@ -23,7 +23,7 @@ def snippets() -> list:
 
 
 def test_readme_has_snippets():
-    assert len(snippets()) >= 2
+    assert len(snippets()) >= 3
 
 
 @pytest.mark.parametrize("code", snippets())
