@@ -53,7 +53,7 @@ from alkit.active.heuristics import (
 __all__ = ["PoolScores", "dropout_modules", "mc_dropout", "score_pool", "select_query"]
 
 #: Rows (samples x MC iterations) fed to the head at once on the feature-cache path: caps the working memory.
-_MAX_REPLICATED_ROWS = 4096
+_MAX_REPLICATED_ROWS = 2048
 
 
 class PoolScores(NamedTuple):

@@ -297,3 +297,12 @@ def test_ddp_spawn_labels_the_same_samples_on_every_rank(tmp_path):
     )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1] and len(ranks[0]) == 6 + 2 * 3
+
+
+def test_run_without_initial_labels_labels_before_training(tmp_path):
+    with pytest.warns(UserWarning, match="No sample is labelled"):
+        datamodule = ActiveLearningDataModule(TinyData(n=20, with_test=True), query_size=3, seed=0)
+    watch = Watch()
+    _, loop, _, _ = run(tmp_path, rounds=3, datamodule=datamodule, callbacks=[watch])
+    assert [r.num_labelled for r in loop.history] == [0, 3, 6]
+    assert len(watch.starts) == 2 and loop.history[0].metrics == {}  # nothing to train on in round 0
