@@ -33,22 +33,21 @@ from __future__ import annotations
 
 import numbers
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pytorch_lightning.loops.loop import _Loop
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
+from alkit._rng import get_rng_state, global_seed, reseed, set_rng_state
 from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord
 from alkit.active.scoring import dropout_modules, score_pool
-from alkit.loops.fit_wrapper import FitWrapperLoop
+from alkit.loops.fit_wrapper import FitWrapperLoop, _forget_restart
 
 __all__ = ["ActiveLearningLoop"]
 
@@ -150,14 +149,6 @@ class ActiveLearningLoop(FitWrapperLoop):
         return int(rounds)
 
     @property
-    def is_resuming(self) -> bool:
-        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start: a question about the current fit
-        # segment, i.e. the wrapped FitLoop, not about the whole active-learning run.
-        if self.fit_loop_connected:
-            return self.fit_loop.is_resuming
-        return super().is_resuming
-
-    @property
     def done(self) -> bool:
         return self._finished or self.current_round >= self.num_rounds
 
@@ -196,7 +187,7 @@ class ActiveLearningLoop(FitWrapperLoop):
         if self._initial_weights is None:
             self._initial_weights = self.snapshot_weights()
         if self._base_seed is None:
-            self._base_seed = self.seed if self.seed is not None else _global_seed()
+            self._base_seed = self.seed if self.seed is not None else global_seed()
         if not self.resuming_segment:  # resumed at a round boundary: continue from the RNG state of the save
             self._restore_saved_rng()
 
@@ -208,12 +199,12 @@ class ActiveLearningLoop(FitWrapperLoop):
         if self.current_round > 0 and self.should_reset_weights:
             self.restore_weights(self._initial_weights)
         if self._base_seed is not None:
-            _reseed(self._base_seed + self.current_round)
+            reseed(self._base_seed + self.current_round)
 
     def advance(self, *args: Any, **kwargs: Any) -> None:
         trainer, datamodule = self.trainer, self._datamodule()
         round_index = self.current_round
-        _show_progress(trainer, f"{round_index + 1}/{self._num_rounds}")
+        self.show_progress("round", f"{round_index + 1}/{self._num_rounds}")
         rank_zero_info(
             f"ActiveLearningLoop: round {round_index + 1}/{self._num_rounds}, {len(datamodule.train_indices)} "
             f"labelled training samples, {len(datamodule.pool_indices)} in the pool"
@@ -277,7 +268,7 @@ class ActiveLearningLoop(FitWrapperLoop):
 
     def _restore_saved_rng(self) -> None:
         if self._saved_rng is not None:
-            _set_rng_state(self._saved_rng)
+            set_rng_state(self._saved_rng)
             self._saved_rng = None
 
     def _check_model_can_be_scored(self) -> None:
@@ -382,7 +373,7 @@ class ActiveLearningLoop(FitWrapperLoop):
                 "finished": self._finished,
                 "initial_weights": self._initial_weights,
                 "base_seed": self._base_seed,
-                "rng": _get_rng_state(),
+                "rng": get_rng_state(),
                 "fit_metrics": _scalars(self.trainer.callback_metrics) if self._segment_active else {},
             }
         )
@@ -401,10 +392,6 @@ class ActiveLearningLoop(FitWrapperLoop):
         self._base_seed = state_dict["base_seed"]
         self._saved_rng = state_dict.get("rng")
         self._saved_fit_metrics = dict(state_dict.get("fit_metrics", {}))
-        # Epochs count across rounds, but Lightning refuses a checkpoint whose epoch is beyond the FitLoop's
-        # max_epochs (here: the number of rounds): let it reach the end of the checkpoint's segment.
-        if self.fit_loop_connected and self.fit_loop.max_epochs not in (None, -1):
-            self.fit_loop.max_epochs = max(self.fit_loop.max_epochs, self._segment_end_epoch)
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -415,57 +402,3 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, numbers.Real):
             out[name] = float(value)
     return out
-
-
-def _forget_restart(loop: Any) -> None:
-    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
-    loop._restarting = False
-    loop._loaded_from_state_dict = False
-    loop._resuming_from_checkpoint = False
-    loop.reset_restart_stage()
-    for child in list(vars(loop).values()):
-        if isinstance(child, _Loop):
-            _forget_restart(child)
-
-
-def _global_seed() -> int | None:
-    value = os.environ.get("PL_GLOBAL_SEED")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _reseed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _get_rng_state() -> dict[str, Any]:
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {  # plain types and tensors only: checkpoints load with `weights_only=True`
-        "python": random.getstate(),
-        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _show_progress(trainer: Any, text: str) -> None:
-    """Put ``round=i/R`` next to the epoch in the progress bar."""
-    connector = getattr(trainer, "_logger_connector", None)
-    metrics = getattr(connector, "_progress_bar_metrics", None)
-    if isinstance(metrics, dict):
-        metrics["round"] = text

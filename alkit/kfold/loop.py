@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import numbers
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
+from alkit._rng import global_seed, reseed
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
 from alkit.kfold.ensemble import EnsembleVotingModel
 from alkit.kfold.result import KFoldResult
@@ -144,7 +143,7 @@ class KFoldLoop(FitWrapperLoop):
         if self._initial_weights is None:
             self._initial_weights = self.snapshot_weights()
         if self._base_seed is None:
-            self._base_seed = self.seed if self.seed is not None else _global_seed()
+            self._base_seed = self.seed if self.seed is not None else global_seed()
         self._export_dir = self.export_path or os.path.join(trainer.default_root_dir, "kfold")
         self._checkpoint_base_dirs = [cb.dirpath for cb in self._checkpoint_callbacks()]
 
@@ -154,9 +153,9 @@ class KFoldLoop(FitWrapperLoop):
         if not self.resuming_segment:  # a resumed fold keeps the weights and RNG it was saved with
             self.restore_weights(self._initial_weights)
             if self._base_seed is not None:
-                _reseed(self._base_seed + fold)
+                reseed(self._base_seed + fold)
         self._use_fold_checkpoint_dirs(fold)
-        _show_progress(self.trainer, f"{fold + 1}/{self.num_folds}")
+        self.show_progress("fold", f"{fold + 1}/{self.num_folds}")
         rank_zero_info(f"KFoldLoop: fold {fold + 1}/{self.num_folds}")
 
     def advance(self, *args: Any, **kwargs: Any) -> None:
@@ -355,37 +354,8 @@ class KFoldLoop(FitWrapperLoop):
         self._fingerprint = state_dict.get("fingerprint")
         self._base_seed = state_dict.get("base_seed")
         self._initial_weights = state_dict.get("initial_weights")
-        # Epochs count across folds, but Lightning refuses a checkpoint whose epoch is beyond `trainer.max_epochs`
-        # (here: epochs per fold, already read in `connect`): let it reach the end of the checkpoint's segment.
-        loops = [self] if "max_epochs" in self.__dict__ else []
-        loops += [self.fit_loop] if self.fit_loop_connected else []
-        for loop in loops:
-            if loop.max_epochs is not None and loop.max_epochs != -1:
-                loop.max_epochs = max(loop.max_epochs, self._segment_end_epoch)
 
 
 def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:
     folds = getattr(datamodule, "folds", None)
     return folds_fingerprint(folds) if folds else None
-
-
-def _global_seed() -> int | None:
-    value = os.environ.get("PL_GLOBAL_SEED")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _reseed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _show_progress(trainer: Any, text: str) -> None:
-    """Put ``fold=i/k`` next to the epoch in the progress bar (Lightning shows ``trainer.progress_bar_metrics``)."""
-    connector = getattr(trainer, "_logger_connector", None)
-    metrics = getattr(connector, "_progress_bar_metrics", None)
-    if isinstance(metrics, dict):
-        metrics["fold"] = text

@@ -192,6 +192,12 @@ class FitWrapperLoop(Loop):
         fit_loop._combined_loader = None
         fit_loop.epoch_loop.val_loop._combined_loader = None
 
+    def show_progress(self, name: str, text: str) -> None:
+        """Show ``name=text`` (e.g. ``fold=2/5``) beside the epoch in the progress bar."""
+        metrics = getattr(getattr(self.trainer, "_logger_connector", None), "_progress_bar_metrics", None)
+        if isinstance(metrics, dict):
+            metrics[name] = text
+
     # ------------------------------------------------------------------------------------------------------------
     # evaluation from inside fit
     # ------------------------------------------------------------------------------------------------------------
@@ -246,3 +252,9 @@ class FitWrapperLoop(Loop):
         self._segment_end_epoch = int(state_dict.get("segment_end_epoch", 0))
         self._resumed_mid_segment = self._segment_active
         self._initial_callback_states = copy.deepcopy(state_dict.get("initial_callback_states", {}))
+        # Epochs keep counting across segments, but Lightning refuses a checkpoint whose epoch is beyond
+        # `trainer.max_epochs` (for a wrapper: rounds, or epochs per fold, read by the subclass in `connect`):
+        # let the limits reach the end of the checkpoint's segment.
+        for loop in (self, self.__dict__.get("fit_loop")):
+            if loop is not None and "max_epochs" in loop.__dict__ and loop.max_epochs not in (None, -1):
+                loop.max_epochs = max(loop.max_epochs, self._segment_end_epoch)
