@@ -20,6 +20,7 @@ import alkit.active.loop as loop_module
 from alkit.active import ActiveLearningDataModule, ActiveLearningHistory
 from alkit.active.loop import RESUME_CHECKPOINT, ActiveLearningLoop
 from tests.active.synthetic import TinyData
+from tests.interrupt import KillAtEpoch, Killed
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False)
 
@@ -214,19 +215,6 @@ def test_wrong_datamodule_and_arguments_are_refused(tmp_path):
 
 def comparable(history: ActiveLearningHistory) -> list[tuple]:
     return [(r.round, r.num_labelled, r.indices_added, r.metrics) for r in history]
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAtEpoch(pl.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Killed
 
 
 @pytest.mark.parametrize(

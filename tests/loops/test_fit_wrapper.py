@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 import alkit
 from alkit.examples._toy import ToyClassifier, toy_dataloader
 from alkit.loops import FitWrapperLoop
+from tests.interrupt import KillAtEpoch, Killed
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
 
@@ -124,19 +125,6 @@ def test_early_stopping_state_does_not_leak_between_segments(tmp_path):
 def test_a_second_segment_is_not_silently_skipped(tmp_path):
     trainer, *_ = fit_segments(tmp_path, segments=2, epochs=1, enable_checkpointing=False, **QUIET)
     assert trainer.current_epoch == 2
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAtEpoch(pl.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Killed
 
 
 @pytest.mark.parametrize("kill_epoch", [3, 4], ids=["mid_segment", "segment_boundary"])

@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 import alkit
 from alkit import loops
 from alkit.examples._toy import ToyClassifier, toy_dataloader
+from tests.interrupt import KillAtEpoch, Killed
 
 QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 
@@ -285,19 +286,6 @@ def test_yield_loop_needs_a_yielding_step():
 # ----------------------------------------------------------------------------------------------------------------------
 # 7. loop state survives save -> kill -> fit(ckpt_path=...)
 # ----------------------------------------------------------------------------------------------------------------------
-class Killed(Exception):
-    pass
-
-
-class KillAtEpoch(pl.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Killed
-
-
 def test_custom_loop_state_survives_a_checkpoint(tmp_path):
     from alkit.examples.stateful_loop import EpochCountingFitLoop
 
