@@ -149,13 +149,9 @@ def _image_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
     from alkit.finetuning import make_finetuning_callback
     from alkit.vision import ImageClassificationData, ImageClassifier
 
-    class FoldImageData(ImageClassificationData):
-        # KFoldDataModule asks for `train_dataset_for_evaluation()` to validate folds with deterministic transforms;
-        # ImageClassificationData calls the same view `train_dataset_for_inference()`.
-        def train_dataset_for_evaluation(self) -> Any:
-            return self.train_dataset_for_inference()
-
-    data = FoldImageData.from_folders(
+    # Held-out folds are served with the deterministic evaluation transforms: KFoldDataModule uses
+    # ImageClassificationData.train_dataset_for_inference() for them.
+    data = ImageClassificationData.from_folders(
         train_folder=args.train_dir,
         test_folder=args.test_dir,
         batch_size=args.batch_size,
