@@ -223,3 +223,12 @@ def test_quick_run_is_reproducible_with_its_seed(quick_run, tmp_path):
     np.testing.assert_allclose(
         [r.metrics["test_acc"] for r in again["history"]], [r.metrics["test_acc"] for r in first], atol=1e-6
     )
+
+
+@needs_hymenoptera
+def test_settings_that_do_not_fit_the_data_are_refused_before_the_output_folder_exists(tmp_path):
+    out = tmp_path / "run"
+    args = _args("--initial-labels", "400", "--data-dir", str(SHARED_HYMENOPTERA), "--output", str(out))
+    with pytest.raises(DemoError, match=r"--initial-labels 400.*exceeds the 245 unlabelled samples"):
+        hymenoptera.run(args)
+    assert not out.exists()

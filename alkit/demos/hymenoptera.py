@@ -251,7 +251,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "trainer": alkit.Trainer}``.
     """
     check_args(args)
-    output = new_output_dir("hymenoptera", args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     with quiet_lightning():
         import pytorch_lightning as pl
@@ -269,22 +268,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pl.seed_everything(args.seed, verbose=False)
         if args.weights_warning:
             print(f"warning: {args.weights_warning}", file=sys.stderr)
-        datamodule = ActiveLearningDataModule(
-            ImageClassificationData.from_folders(
-                train_folder=args.train_dir,
-                test_folder=args.test_dir,
-                batch_size=args.batch_size,
-                image_size=args.image_size,
+        try:
+            datamodule = ActiveLearningDataModule(
+                ImageClassificationData.from_folders(
+                    train_folder=args.train_dir,
+                    test_folder=args.test_dir,
+                    batch_size=args.batch_size,
+                    image_size=args.image_size,
+                    seed=args.seed,
+                ),
+                heuristic=args.heuristic,
+                initial_num_labels=args.initial_labels,
+                query_size=args.query_size,
+                val_split=args.val_split or None,
+                pool_size=args.pool_size,
                 seed=args.seed,
-            ),
-            heuristic=args.heuristic,
-            initial_num_labels=args.initial_labels,
-            query_size=args.query_size,
-            val_split=args.val_split or None,
-            pool_size=args.pool_size,
-            seed=args.seed,
-            pool_batch_size=64,  # scoring needs no gradients: bigger batches are faster
-        )
+                pool_batch_size=64,  # scoring needs no gradients: bigger batches are faster
+            )
+        except (ValueError, OSError) as error:  # checked before the output folder exists and anything trains
+            raise DemoError(
+                f"the settings do not fit the images in {args.train_dir} (--initial-labels {args.initial_labels}, "
+                f"--val-split {args.val_split}, --query-size {args.query_size}): {error}"
+            ) from error
+        output = new_output_dir("hymenoptera", args.output, overwrite=args.overwrite)
         head = torch.nn.Sequential(
             torch.nn.Dropout(p=args.dropout),
             torch.nn.Linear(backbone_spec(args.backbone).num_features, datamodule.num_classes),
