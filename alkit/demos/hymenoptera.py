@@ -235,11 +235,13 @@ def _save_checkpoint(trainer: Any, path: Path) -> Path:
 
 def _example_image(test_dir: Path | None, train_dir: Path) -> Path:
     """An image to show ``model.predict`` on: Flash's bee from val/ when present, else the first test image."""
+    from alkit.vision.images import list_images
+
     folder = test_dir or train_dir
     flash_example = folder / "bees" / "65038344_52a45d090d.jpg"
     if flash_example.is_file():
         return flash_example
-    return next(p for p in sorted(folder.rglob("*")) if p.is_file())
+    return Path(list_images(folder, recursive=True)[0])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
