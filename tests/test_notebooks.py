@@ -46,6 +46,8 @@ def notebook_environment(tmp_path_factory):
         "MPLBACKEND": "Agg",
         # One thread: on a busy 2-core runner two spinning OpenMP threads per process made the small run 10x slower.
         "OMP_NUM_THREADS": "1",
+        # The notebooks write checkpoints to tempfile.mkdtemp() folders: keep them under pytest's tmp, cleaned up.
+        "TMPDIR": str(tmp_path_factory.mktemp("notebook_tmp")),
     }
     saved = {name: os.environ.get(name) for name in updates}
     os.environ.update(updates)
