@@ -1,0 +1,146 @@
+"""``benchmarks/label_efficiency.py``: the Gal et al. (2017) reproduction, in its ``--quick`` CI form.
+
+The end-to-end test runs the script as a user does (a subprocess per invocation) on the real MNIST files and checks
+what a researcher relies on: the per-round CSV, the table beside the paper's numbers and the plot exist; an
+interrupted run continues from its last round instead of starting over; a finished run is never recomputed.
+Skipped when ``../shared/data/MNIST/raw`` is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "benchmarks" / "label_efficiency.py"
+CANDIDATES = [root / "shared" / "data" / "MNIST" / "raw" for root in (REPO_ROOT.parent, REPO_ROOT)]
+DATA = next((path for path in CANDIDATES if (path / "train-images-idx3-ubyte.gz").is_file()), None)
+needs_mnist = pytest.mark.skipif(DATA is None, reason="shared/data/MNIST/raw (the MNIST .gz files) is not available")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("label_efficiency", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+le = _load_script()
+
+
+def _invoke(out: Path, *extra: str) -> str:
+    command = [sys.executable, str(SCRIPT), "--quick", "--heuristics", "bald,random", "--seeds", "1"]
+    command += ["--threads", "1", "--test-size", "500", "--data", str(DATA), "--out", str(out), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _history(out: Path, heuristic: str) -> list[dict]:
+    path = out / "runs" / f"{heuristic}_seed0" / "active_learning_history.json"
+    return json.loads(path.read_text())["rounds"]
+
+
+@needs_mnist
+def test_quick_run_writes_outputs_resumes_and_never_recomputes(tmp_path):
+    out = tmp_path / "results"
+    rounds = le.Protocol(**{**le.asdict(le.PAPER), **le.QUICK}).num_rounds
+    assert rounds >= 3
+
+    # 1) an interrupted invocation: every run stops after 2 rounds, leaving its checkpoint behind
+    log = _invoke(out, "--rounds-per-invocation", "2")
+    assert "[bald seed 0] paused" in log and "[random seed 0] paused" in log
+    first = {h: _history(out, h) for h in ("bald", "random")}
+    for heuristic, records in first.items():
+        assert len(records) == 2
+        assert (out / "runs" / f"{heuristic}_seed0" / "active_learning_last_round.ckpt").is_file()
+        assert not (out / "runs" / f"{heuristic}_seed0" / "run.json").exists()
+
+    # 2) the next invocation continues those runs: the first two rounds are kept as they were, not redone
+    log = _invoke(out)
+    assert "[bald seed 0] resuming" in log and "[bald seed 0] finished" in log
+    for heuristic in ("bald", "random"):
+        records = _history(out, heuristic)
+        assert len(records) == rounds
+        assert records[:2] == first[heuristic]  # same timings and labels: loaded, not recomputed
+        assert [r["num_labelled"] for r in records] == [20 + 10 * k for k in range(rounds)]
+        labelled = [i for r in records for i in r["indices_added"]]
+        assert len(labelled) == len(set(labelled)) == 10 * (rounds - 1)
+        assert (out / "runs" / f"{heuristic}_seed0" / "run.json").is_file()
+
+    # outputs: per-round CSV, the table beside the paper's numbers, the plot, the protocol with its deviations
+    with open(out / "rounds.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * rounds
+    assert {"heuristic", "seed", "labelled", "test_acc", "time_train_s", "time_score_s"} <= set(rows[0])
+    assert all(0.0 <= float(r["test_acc"]) <= 1.0 for r in rows)
+    table = (out / "table.md").read_text()
+    assert "| BALD |" in table and "| 145 |" in table and "| 335 |" in table and "| 835 |" in table
+    assert "`mc_iterations`: 5 (paper: 100)" in table and "`test_size`: 500 (paper: 10000)" in table
+    assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert {d["setting"] for d in protocol["deviations"]} >= {"mc_iterations", "epochs", "pool_size", "max_labels"}
+
+    # 3) a third invocation recomputes nothing: the finished runs' files are untouched
+    run_files = sorted((out / "runs").rglob("*"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_files if p.is_file()}
+    log = _invoke(out)
+    assert "[bald seed 0] skipped" in log and "[random seed 0] skipped" in log
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_files if p.is_file()} == before
+
+
+@needs_mnist
+def test_a_run_folder_is_never_continued_with_other_settings(tmp_path):
+    config = le.run_config(le.PAPER, "bald", 0)
+    directory = tmp_path / "runs" / "bald_seed0"
+    directory.mkdir(parents=True)
+    (directory / le.CONFIG_FILE).write_text(json.dumps(config))
+    assert le.run_state(directory, config) == "new"
+    other = le.run_config(le.Protocol(mc_iterations=20), "bald", 0)
+    with pytest.raises(SystemExit, match="mc_iterations"):
+        le.run_state(directory, other)
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for argv, expected in (
+        (["--heuristics", "bald,coin_flip"], "coin_flip"),
+        (["--dataset", "cifar10"], "cifar10"),
+        (["--mc-iterations", "1"], "mc-iterations"),
+        (["--max-labels", "20"], "max-labels"),
+        (["--data", str(tmp_path / "nowhere")], "nowhere"),
+    ):
+        with pytest.raises(SystemExit, match=expected):
+            le.main([*argv, "--out", str(out)])
+    assert not out.exists()
+
+
+def test_crossing_points_and_table_cells():
+    def rows(errors: list[float]) -> list[dict]:
+        return [{"round": k, "acquired": 10 * k, "test_error": e} for k, e in enumerate(errors)]
+
+    # the first round at or below the level counts, even if a later round is worse again
+    assert le.crossing(rows([0.3, 0.12, 0.10, 0.11, 0.04]), 0.10) == 20
+    assert le.crossing(rows([0.3, 0.12, 0.10, 0.11, 0.04]), 0.05) == 40
+    assert le.crossing(rows([0.3, 0.2]), 0.05) is None
+    assert le._format_cell([100, 120, 140], 980) == "120 ± 20"
+    assert le._format_cell([None, None], 480) == "not reached (> 480)"
+    assert le._format_cell([100, None], 480).startswith("100 ± 0 (1/2 seeds")
+
+
+def test_deviations_list_every_setting_that_differs_from_the_paper():
+    assert le.deviations(le.PAPER) == []
+    found = {d["setting"]: d for d in le.deviations(le.Protocol(mc_iterations=20, test_size=2000))}
+    assert set(found) == {"mc_iterations", "test_size"}
+    assert (
+        found["mc_iterations"]["paper"] == 100
+        and found["mc_iterations"]["ours"] == 20
+        and found["mc_iterations"]["why"]
+    )
