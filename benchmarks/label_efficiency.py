@@ -102,11 +102,11 @@ PAPER = Protocol()
 
 #: What ``--quick`` changes (flags given explicitly still win).
 QUICK = {
-    "max_labels": 50,
-    "test_size": 1000,
-    "pool_size": 200,
+    "max_labels": 40,
+    "test_size": 500,
+    "pool_size": 100,
     "mc_iterations": 5,
-    "epochs": 4,
+    "epochs": 3,
     "batch_size": 32,
 }
 

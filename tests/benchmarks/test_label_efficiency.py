@@ -37,7 +37,7 @@ le = _load_script()
 
 def _invoke(out: Path, *extra: str) -> str:
     command = [sys.executable, str(SCRIPT), "--quick", "--heuristics", "bald,random", "--seeds", "1"]
-    command += ["--threads", "1", "--test-size", "500", "--data", str(DATA), "--out", str(out), *extra]
+    command += ["--threads", "1", "--data", str(DATA), "--out", str(out), *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -54,22 +54,22 @@ def test_quick_run_writes_outputs_resumes_and_never_recomputes(tmp_path):
     rounds = le.Protocol(**{**le.asdict(le.PAPER), **le.QUICK}).num_rounds
     assert rounds >= 3
 
-    # 1) an interrupted invocation: every run stops after 2 rounds, leaving its checkpoint behind
-    log = _invoke(out, "--rounds-per-invocation", "2")
+    # 1) an interrupted invocation: every run stops after 1 round, leaving its checkpoint behind
+    log = _invoke(out, "--rounds-per-invocation", "1")
     assert "[bald seed 0] paused" in log and "[random seed 0] paused" in log
     first = {h: _history(out, h) for h in ("bald", "random")}
     for heuristic, records in first.items():
-        assert len(records) == 2
+        assert len(records) == 1
         assert (out / "runs" / f"{heuristic}_seed0" / "active_learning_last_round.ckpt").is_file()
         assert not (out / "runs" / f"{heuristic}_seed0" / "run.json").exists()
 
-    # 2) the next invocation continues those runs: the first two rounds are kept as they were, not redone
+    # 2) the next invocation continues those runs: the first round is kept as it was, not redone
     log = _invoke(out)
     assert "[bald seed 0] resuming" in log and "[bald seed 0] finished" in log
     for heuristic in ("bald", "random"):
         records = _history(out, heuristic)
         assert len(records) == rounds
-        assert records[:2] == first[heuristic]  # same timings and labels: loaded, not recomputed
+        assert records[:1] == first[heuristic]  # same timings and labels: loaded, not recomputed
         assert [r["num_labelled"] for r in records] == [20 + 10 * k for k in range(rounds)]
         labelled = [i for r in records for i in r["indices_added"]]
         assert len(labelled) == len(set(labelled)) == 10 * (rounds - 1)
