@@ -195,7 +195,6 @@ def test_demo_without_data_points_to_the_download_script(tmp_path, capsys):
     not SHARED_HYMENOPTERA.is_dir(), reason=f"needs the shared hymenoptera images at {SHARED_HYMENOPTERA}"
 )
 def test_demo_hymenoptera_quick_runs_end_to_end(tmp_path, capsys):
-    pytest.importorskip("alkit.active.loop", reason="alkit.active.ActiveLearningLoop is not available")
     out = tmp_path / "run"
     assert (
         cli.main(["demo", "hymenoptera", "--quick", "--data-dir", str(SHARED_HYMENOPTERA), "--output", str(out)]) == 0

@@ -261,8 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from pytorch_lightning.loggers import CSVLogger
 
         import alkit
-        from alkit.active import ActiveLearningDataModule, plot_label_efficiency
-        from alkit.active.loop import ActiveLearningLoop
+        from alkit.active import ActiveLearningDataModule, ActiveLearningLoop, plot_label_efficiency
         from alkit.demos._progress import SegmentProgress
         from alkit.vision import ImageClassificationData, ImageClassifier
         from alkit.vision.backbones import backbone_spec
