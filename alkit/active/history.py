@@ -12,11 +12,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from alkit._io import write_text_atomic
 
 __all__ = ["ActiveLearningHistory", "RoundRecord", "plot_label_efficiency"]
 
@@ -124,8 +125,8 @@ class ActiveLearningHistory(Sequence):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
-        _atomic_write(json_path, self.to_json())
-        _atomic_write(csv_path, self.to_csv())
+        write_text_atomic(json_path, self.to_json())
+        write_text_atomic(csv_path, self.to_csv())
         return csv_path, json_path
 
     @classmethod
@@ -151,20 +152,6 @@ class ActiveLearningHistory(Sequence):
                 )
             )
         return cls(records)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 HistoryLike = ActiveLearningHistory | Sequence[RoundRecord] | str | os.PathLike

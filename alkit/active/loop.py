@@ -42,6 +42,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
+from alkit._io import save_checkpoint_atomic
 from alkit._rng import get_rng_state, global_seed, reseed, set_rng_state
 from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
@@ -352,13 +353,7 @@ class ActiveLearningLoop(FitWrapperLoop):
 
     def _save_resume_checkpoint(self) -> None:
         """Full checkpoint after the round's labelling, written to a temporary file then atomically renamed."""
-        trainer = self.trainer
-        path = self._export_dir() / RESUME_CHECKPOINT
-        tmp = path.with_name(f".{path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
-        trainer.strategy.barrier("active_learning_resume_checkpoint")
+        save_checkpoint_atomic(self.trainer, self._export_dir() / RESUME_CHECKPOINT)
 
     # ------------------------------------------------------------------------------------------------------------
     # checkpointing

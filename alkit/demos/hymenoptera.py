@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 import warnings
@@ -38,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from alkit._io import save_checkpoint_atomic
 from alkit.demos._common import (
     DemoError,
     find_shared,
@@ -225,14 +225,6 @@ def summary_table(history: Any) -> str:
     return format_table(header, rows)
 
 
-def _save_checkpoint(trainer: Any, path: Path) -> Path:
-    """``trainer.save_checkpoint`` through a temporary file: an interrupted save never leaves a truncated model."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def _example_image(test_dir: Path | None, train_dir: Path) -> Path:
     """An image to show ``model.predict`` on: Flash's bee from val/ when present, else the first test image."""
     from alkit.vision.images import list_images
@@ -347,7 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         history = active_learning_loop.history
         example = _example_image(args.test_dir, args.train_dir)
         label, probabilities = model.predict(example, return_probabilities=True)
-        files = {"checkpoint": _save_checkpoint(trainer, output / "final_model.ckpt")}
+        files = {"checkpoint": save_checkpoint_atomic(trainer, output / "final_model.ckpt")}
         files["history_csv"], files["history_json"] = history.save(output, "active_learning_history")
         metric = "test_acc" if any("test_acc" in r.metrics for r in history) else "val_acc"
         figure = Figure(figsize=(6, 4))
