@@ -61,6 +61,7 @@ PAPER_NAMES = {"bald": "BALD", "variation_ratios": "Variation ratios", "entropy"
 ERROR_LEVELS = (0.10, 0.05)
 DATASETS = ("mnist",)
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 HISTORY_NAME = "active_learning_history"
 
@@ -353,7 +354,26 @@ def _quiet() -> None:
 
 
 def run_one(settings: Settings, heuristic: str, seed: int) -> str:
-    """Run (or continue) one (heuristic, seed); returns ``"finished"``, ``"skipped"`` or ``"paused"``."""
+    """Run (or continue) one (heuristic, seed); ``"finished"``, ``"skipped"``, ``"paused"`` or ``"busy"``.
+
+    The run folder is locked while a process works on it: a second invocation started by mistake (or a worker left
+    over from an interrupted one) must not write the same history and checkpoint; it reports ``"busy"`` instead.
+    """
+    directory = run_dir(settings.out, heuristic, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): run unlocked
+            pass
+        except OSError:
+            return "busy"
+        return _run_unlocked(settings, heuristic, seed)
+
+
+def _run_unlocked(settings: Settings, heuristic: str, seed: int) -> str:
     import torch
     from _gal_model import GalCNN, ValidationModelSelection
     from _mnist import MNISTActiveData, balanced_mask
@@ -486,6 +506,18 @@ class _PauseAfter(Callback):
         self.started += 1
         if self.started > self.rounds:
             raise PausedRun(f"stopped after {self.rounds} round(s) (--rounds-per-invocation)")
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the invoking process is gone (a killed invocation must not leave runs going on)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)  # the run's last finished round is on disk; the next invocation continues from it
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_in_worker(settings: Settings, heuristic: str, seed: int) -> tuple[str, str, int, float]:
@@ -771,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
         for heuristic, seed in runs:
             statuses[(heuristic, seed)] = _report(_run_in_worker(settings, heuristic, seed))
     else:
-        with ProcessPoolExecutor(max_workers=settings.jobs, mp_context=get_context("spawn")) as pool:
+        watch = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)}
+        with ProcessPoolExecutor(settings.jobs, get_context("spawn"), **watch) as pool:
             futures = [pool.submit(_run_in_worker, settings, h, s) for h, s in runs]
             for future in futures:
                 status, heuristic, seed, _ = result = future.result()

@@ -144,3 +144,14 @@ def test_deviations_list_every_setting_that_differs_from_the_paper():
         and found["mc_iterations"]["ours"] == 20
         and found["mc_iterations"]["why"]
     )
+
+
+def test_a_run_another_process_is_working_on_is_left_alone(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    settings = le.Settings(le.PAPER, ["bald"], [0], tmp_path, tmp_path / "data", 1, 1, None, False)
+    directory = le.run_dir(tmp_path, "bald", 0)
+    directory.mkdir(parents=True)
+    with open(directory / le.LOCK_FILE, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another invocation holds this run
+        assert le.run_one(settings, "bald", 0) == "busy"
+    assert sorted(p.name for p in directory.iterdir()) == [le.LOCK_FILE]  # nothing written, nothing started
