@@ -3,9 +3,10 @@
 Same data (scikit-learn's digits, no download), same model, same folds, same epochs. The naive loop is what a user
 writes without alkit: for each fold a new ``pytorch_lightning.Trainer``, ``fit`` on the fold, ``test`` on the test
 set. ``kfold_fit`` additionally saves one checkpoint per fold (for the ensemble and for resuming), restores the
-initial weights and rebuilds optimizers per fold and, with the ensemble on, tests the soft-voting ensemble. The three are interleaved round by round
-(so machine noise hits them alike); ratios of the medians and of the best runs are reported (on a busy machine the
-best runs are the steadier estimate of the intrinsic cost). Target: kfold_fit / naive <= 1.05.
+initial weights and rebuilds optimizers per fold and, with the ensemble on, tests the soft-voting ensemble. The
+three are interleaved round by round (so machine noise hits them alike); ratios of the medians and of the best runs
+are reported (on a busy machine the best runs are the steadier estimate of the intrinsic cost).
+Target: kfold_fit / naive <= 1.05.
 
     python benchmarks/kfold_overhead.py [--epochs 5] [--rounds 3]
 """
