@@ -31,6 +31,7 @@ from alkit.loops.training_epoch_loop import TrainingEpochLoop
 
 __all__ = ["Trainer"]
 
+_lightning_active_loop = pl.Trainer._active_loop.fget
 _LOOP_ATTRIBUTES = ("fit_loop", "validate_loop", "test_loop", "predict_loop")
 _EVALUATION_ROLES = {
     "validate_loop": (TrainerFn.VALIDATING, RunningStage.VALIDATING),
@@ -83,10 +84,10 @@ class Trainer(pl.Trainer):
     @property
     def _active_loop(self) -> Any:
         # Lightning's logger connector and tuner dispatch on the active loop's type (`_FitLoop`, ...): a loop standing
-        # in for the FitLoop answers with the FitLoop doing the training.
-        loop = super()._active_loop
-        while isinstance(loop, Loop) and not isinstance(loop, _FitLoop) and loop.stands_in_for is not None:
-            loop = loop.stands_in_for
+        # in for the FitLoop answers with the FitLoop doing the training. Read several times per batch: kept lean.
+        loop = _lightning_active_loop(self)
+        while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
+            loop = loop.__dict__["_delegate"][0]
         return loop
 
     # ----------------------------------------------------------------------------------------------------------------

@@ -23,9 +23,12 @@ import alkit
 
 
 class TinyModel(pl.LightningModule):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 0) -> None:
         super().__init__()
-        self.layer = torch.nn.Linear(32, 2)
+        if width:
+            self.layer = torch.nn.Sequential(torch.nn.Linear(32, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
+        else:
+            self.layer = torch.nn.Linear(32, 2)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -35,17 +38,20 @@ class TinyModel(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+BATCH = 8
+
+
 def data(steps: int) -> DataLoader:
     generator = torch.Generator().manual_seed(0)
     return DataLoader(
-        TensorDataset(torch.randn(steps * 8, 32, generator=generator), torch.randint(0, 2, (steps * 8,))),
-        batch_size=8,
+        TensorDataset(torch.randn(steps * BATCH, 32, generator=generator), torch.randint(0, 2, (steps * BATCH,))),
+        batch_size=BATCH,
     )
 
 
-def time_lightning(trainer_cls: type, steps: int) -> float:
+def time_lightning(trainer_cls: type, steps: int, width: int = 0) -> float:
     torch.manual_seed(0)
-    model, loader = TinyModel(), data(steps)
+    model, loader = TinyModel(width), data(steps)
     trainer = trainer_cls(
         max_epochs=1,
         logger=False,
@@ -60,9 +66,9 @@ def time_lightning(trainer_cls: type, steps: int) -> float:
     return elapsed / steps
 
 
-def time_plain(steps: int) -> float:
+def time_plain(steps: int, width: int = 0) -> float:
     torch.manual_seed(0)
-    model, loader = TinyModel(), data(steps)
+    model, loader = TinyModel(width), data(steps)
     optimizer = model.configure_optimizers()
     start = time.perf_counter()
     model.train()
@@ -78,19 +84,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=0,
+        help="hidden width of a 2-layer MLP instead of the single linear layer (shows how the ratio shrinks as the"
+        " step itself costs more)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     torch.set_num_threads(1)
 
     times: dict[str, list[float]] = {"plain": [], "lightning": [], "alkit": []}
-    time_lightning(alkit.Trainer, 50)  # warm-up imports and caches
+    time_lightning(alkit.Trainer, 50, args.width)  # warm-up imports and caches
     for _ in range(args.rounds):
-        times["lightning"].append(time_lightning(pl.Trainer, args.steps))
-        times["alkit"].append(time_lightning(alkit.Trainer, args.steps))
-        times["plain"].append(time_plain(args.steps))
+        times["lightning"].append(time_lightning(pl.Trainer, args.steps, args.width))
+        times["alkit"].append(time_lightning(alkit.Trainer, args.steps, args.width))
+        times["plain"].append(time_plain(args.steps, args.width))
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"steps per run: {args.steps}, rounds: {args.rounds} (interleaved), torch threads: 1")
+    model = f"MLP 32-{args.width}-2" if args.width else "Linear(32, 2)"
+    print(f"model: {model}, batch {BATCH}, steps per run: {args.steps}, rounds: {args.rounds} (interleaved), 1 thread")
     for name, value in median.items():
         print(f"  {name:<10} {value * 1e3:.3f} ms/step   (runs: {', '.join(f'{v * 1e3:.3f}' for v in times[name])})")
     print(f"alkit / lightning = {median['alkit'] / median['lightning']:.3f}   (target <= 1.03)")
