@@ -11,6 +11,7 @@ summary returned by ``run``::
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 from alkit.loops import FitLoop
@@ -38,11 +39,13 @@ class EpochSummaryFitLoop(FitLoop):
         return {"epochs": len(self.history), "final_train_loss": self.history[-1]["train_loss"]}
 
 
-def main() -> dict[str, Any]:
+def main(root: str | None = None) -> dict[str, Any]:
+    """Run the example with the default logger and checkpointing, writing under ``root`` (a temp folder)."""
+    root = root or tempfile.mkdtemp(prefix="alkit-example-")
     import alkit
     from alkit.examples._toy import ToyClassifier, toy_dataloader
 
-    trainer = alkit.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = alkit.Trainer(max_epochs=3, default_root_dir=root, enable_progress_bar=False)
     trainer.fit_loop = EpochSummaryFitLoop(max_epochs=3)
     trainer.fit(ToyClassifier(), toy_dataloader())
     return {"history": trainer.fit_loop.history}

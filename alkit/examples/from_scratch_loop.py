@@ -13,6 +13,7 @@ FitLoop it replaced, so ``trainer.fit_loop.setup_data()`` still prepares the dat
 from __future__ import annotations
 
 import itertools
+import tempfile
 from typing import Any
 
 import torch
@@ -52,11 +53,13 @@ class TrainUntilLossLoop(Loop):
             self.running_loss = 0.9 * min(self.running_loss, 10.0) + 0.1 * float(loss)
 
 
-def main() -> dict[str, Any]:
+def main(root: str | None = None) -> dict[str, Any]:
+    """Run the example with the default logger and checkpointing, writing under ``root`` (a temp folder)."""
+    root = root or tempfile.mkdtemp(prefix="alkit-example-")
     import alkit
     from alkit.examples._toy import ToyClassifier, toy_dataloader
 
-    trainer = alkit.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = alkit.Trainer(default_root_dir=root, enable_progress_bar=False)
     trainer.fit_loop = TrainUntilLossLoop(target_loss=0.3, max_steps=500)
     trainer.fit(ToyClassifier(), toy_dataloader())
     return {"steps": trainer.fit_loop.steps, "running_loss": trainer.fit_loop.running_loss}

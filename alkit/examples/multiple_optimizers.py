@@ -12,6 +12,7 @@ optimizer's parameters receiving gradients::
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 import pytorch_lightning as pl
@@ -43,12 +44,14 @@ class TwoOptimizerClassifier(pl.LightningModule):
         return [torch.optim.SGD(self.encoder.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters(), lr=1e-2)]
 
 
-def main() -> dict[str, Any]:
+def main(root: str | None = None) -> dict[str, Any]:
+    """Run the example with the default logger and checkpointing, writing under ``root`` (a temp folder)."""
+    root = root or tempfile.mkdtemp(prefix="alkit-example-")
     import alkit
     from alkit.examples._toy import toy_dataloader
 
     model = TwoOptimizerClassifier()
-    trainer = alkit.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = alkit.Trainer(max_epochs=2, default_root_dir=root, enable_progress_bar=False)
     trainer.fit(model, toy_dataloader())
     return {"global_step": trainer.global_step, "optimizer_indices": model.seen_optimizer_indices[:6]}
 

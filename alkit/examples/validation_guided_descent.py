@@ -15,6 +15,7 @@ only the optimization of a batch.
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 import torch
@@ -72,11 +73,13 @@ class ValidationGuidedEpochLoop(TrainingEpochLoop):
         return total / count
 
 
-def main() -> dict[str, Any]:
+def main(root: str | None = None) -> dict[str, Any]:
+    """Run the example with the default logger and checkpointing, writing under ``root`` (a temp folder)."""
+    root = root or tempfile.mkdtemp(prefix="alkit-example-")
     import alkit
     from alkit.examples._toy import ToyClassifier, toy_dataloader
 
-    trainer = alkit.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = alkit.Trainer(max_epochs=2, default_root_dir=root, enable_progress_bar=False)
     trainer.fit_loop.replace(epoch_loop=ValidationGuidedEpochLoop)
     trainer.fit(ToyClassifier(), toy_dataloader(), toy_dataloader(seed=1))
     losses = trainer.fit_loop.epoch_loop.val_losses

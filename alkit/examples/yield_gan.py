@@ -13,6 +13,7 @@ The generator's output is computed once per batch and reused for the discriminat
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,7 +54,9 @@ class TinyGAN(pl.LightningModule):
         ]
 
 
-def main() -> dict[str, Any]:
+def main(root: str | None = None) -> dict[str, Any]:
+    """Run the example with the default logger and checkpointing, writing under ``root`` (a temp folder)."""
+    root = root or tempfile.mkdtemp(prefix="alkit-example-")
     from torch.utils.data import DataLoader, TensorDataset
 
     import alkit
@@ -61,7 +64,7 @@ def main() -> dict[str, Any]:
 
     data = DataLoader(TensorDataset(torch.randn(64, 2) * 0.5 + 2.0), batch_size=16)
     model = TinyGAN()
-    trainer = alkit.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = alkit.Trainer(max_epochs=2, default_root_dir=root, enable_progress_bar=False)
     trainer.fit_loop.epoch_loop.batch_loop.connect(optimizer_loop=YieldLoop())
     trainer.fit(model, data)
     return {"batches": 2 * len(data), "generator_calls": model.generator_calls, "global_step": trainer.global_step}

@@ -337,3 +337,17 @@ def test_ddp_spawn_with_two_cpu_processes_matches_lightning(tmp_path):
         weights[trainer_cls] = model.state_dict()
     for name, value in weights[pl.Trainer].items():
         assert torch.equal(value, weights[alkit.Trainer][name]), name
+
+
+@pytest.mark.parametrize(
+    "name", ["custom_fit_loop", "from_scratch_loop", "validation_guided_descent", "multiple_optimizers", "yield_gan"]
+)
+def test_examples_run_with_the_default_logger(name, tmp_path):
+    """Lightning's YieldLoop example crashed at the end of its first epoch without TensorBoard (ANCHORS 11)."""
+    import importlib
+
+    result = importlib.import_module(f"alkit.examples.{name}").main(str(tmp_path))
+    assert result
+    assert (tmp_path / "lightning_logs" / "version_0").is_dir()  # the default logger was set up and used
+    if name != "from_scratch_loop":  # a loop from scratch calls no hooks, so ModelCheckpoint never runs
+        assert list(tmp_path.rglob("*.ckpt"))  # default checkpointing wrote its file
