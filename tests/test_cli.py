@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from alkit import cli  # noqa: E402
@@ -26,12 +25,8 @@ SHARED_HYMENOPTERA = REPO.parent / "shared" / "data" / "hymenoptera_data"
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: on a busy 2-core machine two spinning OpenMP threads per process slow training 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Every test here runs on one torch thread (see ``tests/conftest.py``)."""
 
 
 # ------------------------------------------------------------------------------------------------ help

@@ -27,12 +27,8 @@ needs_hymenoptera = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: on a busy 2-core machine two spinning OpenMP threads per process slow training 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_torch_thread):
+    """Every test here runs on one torch thread (see ``tests/conftest.py``)."""
 
 
 # ------------------------------------------------------------------------------------------------ weights

@@ -27,6 +27,7 @@ __all__ = [
     "new_output_dir",
     "quiet_lightning",
     "resolve_weights",
+    "check_minimums",
     "write_text_atomic",
 ]
 
@@ -121,6 +122,13 @@ def new_output_dir(kind: str, output: str | os.PathLike | None = None, overwrite
         suffix += 1
     path.mkdir(parents=True)
     return path
+
+
+def check_minimums(flags: Sequence[tuple[str, int, int]]) -> None:
+    """Refuse any ``(flag, value, minimum)`` below its minimum, naming the flag and the accepted values."""
+    for flag, value, minimum in flags:
+        if value < minimum:
+            raise DemoError(f"{flag} {value} is invalid; accepted: an integer >= {minimum}")
 
 
 def fmt(value: Any, digits: int = 3) -> str:

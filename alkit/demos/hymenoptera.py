@@ -40,6 +40,7 @@ from typing import Any
 from alkit._io import save_checkpoint_atomic
 from alkit.demos._common import (
     DemoError,
+    check_minimums,
     find_shared,
     format_table,
     new_output_dir,
@@ -149,17 +150,17 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    for flag, value, minimum in (
-        ("--image-size", args.image_size, 32),
-        ("--rounds", args.rounds, 1),
-        ("--query-size", args.query_size, 1),
-        ("--initial-labels", args.initial_labels, 2),
-        ("--mc-iterations", args.mc_iterations, 1),
-        ("--label-epochs", args.label_epochs, 1),
-        ("--batch-size", args.batch_size, 1),
-    ):
-        if value < minimum:
-            raise DemoError(f"{flag} {value} is invalid; accepted: an integer >= {minimum}")
+    check_minimums(
+        [
+            ("--image-size", args.image_size, 32),
+            ("--rounds", args.rounds, 1),
+            ("--query-size", args.query_size, 1),
+            ("--initial-labels", args.initial_labels, 2),
+            ("--mc-iterations", args.mc_iterations, 1),
+            ("--label-epochs", args.label_epochs, 1),
+            ("--batch-size", args.batch_size, 1),
+        ]
+    )
     if not 0 <= args.val_split < 1:
         raise DemoError(f"--val-split {args.val_split} is invalid; accepted: a number in [0, 1)")
     if not 0 <= args.dropout < 1:

@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alkit.demos._common import DemoError, new_output_dir, quiet_lightning, resolve_weights, write_text_atomic
+from alkit.demos._common import (
+    DemoError,
+    check_minimums,
+    new_output_dir,
+    quiet_lightning,
+    resolve_weights,
+    write_text_atomic,
+)
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -89,15 +96,15 @@ def _check_args(args: argparse.Namespace) -> None:
     args.batch_size = defaults["batch_size"] if args.batch_size is None else args.batch_size
     if args.learning_rate is None:
         args.learning_rate = 1e-3 if image_mode else 1e-2
-    for flag, value, minimum in (
-        ("--k", args.k, 2),
-        ("--max-epochs", args.max_epochs, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--hidden", args.hidden, 1),
-        ("--image-size", args.image_size, 32),
-    ):
-        if value < minimum:
-            raise DemoError(f"{flag} {value} is invalid; accepted: an integer >= {minimum}")
+    check_minimums(
+        [
+            ("--k", args.k, 2),
+            ("--max-epochs", args.max_epochs, 1),
+            ("--batch-size", args.batch_size, 1),
+            ("--hidden", args.hidden, 1),
+            ("--image-size", args.image_size, 32),
+        ]
+    )
     if args.max_samples is not None:
         if image_mode:
             raise DemoError("--max-samples applies to --digits only")
