@@ -10,20 +10,27 @@ image-classification pieces in :mod:`alkit.vision`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alkit import loops
-from alkit.trainer import Trainer
+if TYPE_CHECKING:
+    from alkit import active, kfold, loops, vision
+    from alkit.kfold import kfold_fit
+    from alkit.trainer import Trainer
 
 __version__ = "0.1.0"
 
 __all__ = ["Trainer", "__version__", "active", "kfold", "kfold_fit", "loops", "vision"]
 
-_SUBMODULES = {"active", "kfold", "vision"}
+_SUBMODULES = {"active", "kfold", "loops", "vision"}
 
 
 def __getattr__(name: str) -> Any:
-    # The research modules import scikit-learn, BaaL and torchvision: load them on first use, not on `import alkit`.
+    # Everything imports torch and Lightning (and scikit-learn, BaaL, torchvision): load on first use, so that
+    # `import alkit` and `alkit --help` stay instant.
+    if name == "Trainer":
+        from alkit.trainer import Trainer
+
+        return Trainer
     if name in _SUBMODULES:
         return importlib.import_module(f"alkit.{name}")
     if name == "kfold_fit":
