@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 from pytorch_lightning.callbacks import Callback
 
+from alkit._io import write_text_atomic
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _mnist import check_mnist_dir, default_mnist_dir  # noqa: E402
@@ -312,21 +314,6 @@ def run_config(protocol: Protocol, heuristic: str, seed: int) -> dict[str, Any]:
     return {"heuristic": heuristic, "seed": seed, "protocol": asdict(protocol)}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run_state(directory: Path, config: dict[str, Any]) -> str:
     """``"finished"``, ``"resumable"`` or ``"new"``; a folder made with other settings is refused (never mixed)."""
     config_path = directory / CONFIG_FILE
@@ -401,7 +388,7 @@ def _run_unlocked(settings: Settings, heuristic: str, seed: int) -> str:
     state = run_state(directory, config)
     if state == "finished":
         return "skipped"
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2))
     checkpoint = directory / _resume_checkpoint_name()
 
     data = MNISTActiveData(
@@ -469,7 +456,7 @@ def _run_unlocked(settings: Settings, heuristic: str, seed: int) -> str:
     except PausedRun:
         return "paused"
     summary = {"status": "finished", "rounds": len(loop.history), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(directory / RUN_FILE, json.dumps(summary, indent=2))
+    write_text_atomic(directory / RUN_FILE, json.dumps(summary, indent=2))
     if checkpoint.is_file():
         checkpoint.unlink()  # a finished run is never continued: its history is the result
     return "finished"
@@ -703,7 +690,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-    atomic_write_text(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _csv_value(value: Any) -> Any:
@@ -773,7 +760,7 @@ def summarize(settings: Settings) -> str:
     write_csv(out / "rounds.csv", rows, ROUND_COLUMNS)
     table = build_table(rows, settings.heuristics, protocol)
     markdown = table_markdown(table, protocol, rows)
-    atomic_write_text(out / "table.md", markdown)
+    write_text_atomic(out / "table.md", markdown)
     columns = ["heuristic", "ours_10%", "paper_10%", "ratio_10%", "ours_5%", "paper_5%", "ratio_5%",
                "ours_10%_per_seed", "ours_5%_per_seed"]  # fmt: skip
     write_csv(out / "table.csv", table, columns)
@@ -787,7 +774,7 @@ def summarize(settings: Settings) -> str:
         "jobs": settings.jobs,
         "data": str(settings.data),
     }
-    atomic_write_text(out / "protocol.json", json.dumps(protocol_info, indent=2))
+    write_text_atomic(out / "protocol.json", json.dumps(protocol_info, indent=2))
     if rows:
         plot(rows, settings.heuristics, protocol, out / "label_efficiency.png")
     return markdown
