@@ -48,7 +48,7 @@ from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord
 from alkit.active.scoring import dropout_modules, score_pool
-from alkit.loops.fit_wrapper import FitWrapperLoop, _forget_restart
+from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["ActiveLearningLoop"]
 
@@ -195,8 +195,6 @@ class ActiveLearningLoop(FitWrapperLoop):
     def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
         if self.resuming_segment:  # resumed inside this round's training: weights and RNG are the saved ones
             return
-        if self.fit_loop_connected:
-            _forget_restart(self.fit_loop)  # resumed at a round boundary: the next fit is a fresh one
         if self.current_round > 0 and self.should_reset_weights:
             self.restore_weights(self._initial_weights)
         if self._base_seed is not None:
