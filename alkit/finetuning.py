@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
+
+from alkit.lightning import pl
 
 __all__ = [
     "STRATEGIES",
@@ -60,10 +60,11 @@ def _backbone(pl_module: pl.LightningModule) -> nn.Module:
 
 def _parametrised_layers(module: nn.Module) -> list[nn.Module]:
     """Leaf-most modules owning parameters, in definition order (ReLUs and pools are not layers here)."""
-    return [m for m in BaseFinetuning.flatten_modules(module) if any(True for _ in m.parameters(recurse=False))]
+    modules = pl.callbacks.BaseFinetuning.flatten_modules(module)
+    return [m for m in modules if any(True for _ in m.parameters(recurse=False))]
 
 
-class _BackboneFinetuning(BaseFinetuning):
+class _BackboneFinetuning(pl.callbacks.BaseFinetuning):
     """Common mechanics: freeze with BatchNorm in eval mode, unfreeze into the optimizer by parameter identity."""
 
     #: the unfrozen backbone's learning rate is the first parameter group's divided by this
@@ -167,9 +168,9 @@ def _is_epoch(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def make_finetuning_callback(strategy: Any = "freeze") -> BaseFinetuning:
+def make_finetuning_callback(strategy: Any = "freeze") -> pl.callbacks.BaseFinetuning:
     """The ``BaseFinetuning`` callback for ``strategy`` (see the module docstring); errors list accepted values."""
-    if isinstance(strategy, BaseFinetuning):
+    if isinstance(strategy, pl.callbacks.BaseFinetuning):
         return strategy
     if isinstance(strategy, str):
         if strategy == "freeze":

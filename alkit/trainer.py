@@ -12,26 +12,22 @@ parity tests check it). What it adds:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.core import optimizer as pl_optimizer
-from pytorch_lightning.loops.fit_loop import _FitLoop
-from pytorch_lightning.loops.loop import _Loop
-from pytorch_lightning.trainer.states import RunningStage, TrainerFn
-from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
-
+from alkit import _seam
+from alkit._seam import _FitLoop, _Loop
+from alkit.lightning import check_namespace, pl
 from alkit.loops.evaluation_loop import EvaluationLoop
 from alkit.loops.fit_loop import FitLoop
 from alkit.loops.loop import Loop
 from alkit.loops.prediction_loop import PredictionLoop
 from alkit.loops.training_epoch_loop import TrainingEpochLoop
 
+TrainerFn = pl.trainer.states.TrainerFn
+RunningStage = pl.trainer.states.RunningStage
+
 __all__ = ["Trainer"]
 
-_lightning_active_loop = pl.Trainer._active_loop.fget
 _LOOP_ATTRIBUTES = ("fit_loop", "validate_loop", "test_loop", "predict_loop")
 _EVALUATION_ROLES = {
     "validate_loop": (TrainerFn.VALIDATING, RunningStage.VALIDATING),
@@ -46,6 +42,8 @@ class Trainer(pl.Trainer):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for argument in ("callbacks", "logger", "plugins", "strategy", "profiler"):
+            check_namespace(kwargs.get(argument), argument)
         super().__init__(*args, **kwargs)
         lightning_fit_loop = self.fit_loop
         fit_loop = FitLoop(min_epochs=lightning_fit_loop.min_epochs, max_epochs=lightning_fit_loop.max_epochs)
@@ -85,7 +83,7 @@ class Trainer(pl.Trainer):
     def _active_loop(self) -> Any:
         # Lightning's logger connector and tuner dispatch on the active loop's type (`_FitLoop`, ...): a loop standing
         # in for the FitLoop answers with the FitLoop doing the training. Read several times per batch: kept lean.
-        loop = _lightning_active_loop(self)
+        loop = _seam.active_loop(self)
         while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
             loop = loop.__dict__["_delegate"][0]
         return loop
@@ -93,8 +91,24 @@ class Trainer(pl.Trainer):
     # ----------------------------------------------------------------------------------------------------------------
     # running
     # ----------------------------------------------------------------------------------------------------------------
+    def fit(self, model: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+        _check_run_arguments(model, args, kwargs)
+        return super().fit(model, *args, **kwargs)
+
+    def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
+        _check_run_arguments(model, args, kwargs)
+        return super().validate(model, *args, **kwargs)
+
+    def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
+        _check_run_arguments(model, args, kwargs)
+        return super().test(model, *args, **kwargs)
+
+    def predict(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
+        _check_run_arguments(model, args, kwargs)
+        return super().predict(model, *args, **kwargs)
+
     def _run(self, *args: Any, **kwargs: Any) -> Any:
-        with _multiple_optimizers_allowed():
+        with _seam.multiple_optimizers_validator(_validate_optimizers):
             return super()._run(*args, **kwargs)
 
     def finetune(
@@ -122,27 +136,33 @@ class Trainer(pl.Trainer):
         self.fit(model, train_dataloaders, val_dataloaders, datamodule=datamodule, ckpt_path=ckpt_path)
 
 
-@contextlib.contextmanager
-def _multiple_optimizers_allowed() -> Iterator[None]:
-    """Let ``configure_optimizers`` return several optimizers under automatic optimization while alkit runs.
+def _check_run_arguments(model: Any, args: tuple, kwargs: dict) -> None:
+    """Refuse a model or datamodule of the other Lightning namespace before Lightning's generic type error."""
+    check_namespace(model, "model")
+    check_namespace(kwargs.get("datamodule"), "datamodule")
+    for value in args:  # a datamodule may also come positionally, in place of the dataloaders
+        check_namespace(value, "datamodule" if hasattr(value, "setup") else "dataloaders")
 
-    Lightning 2 rejects that at set-up; alkit's ``OptimizerLoop`` steps each optimizer in turn as Lightning 1.x did.
-    The one shape that stays an error is an ``optimizer_idx`` argument with a single optimizer.
+
+def _validate_optimizers(optimizers: list, model: pl.LightningModule) -> None:
+    """Lightning's set-up check, relaxed to let automatic optimization have several optimizers (1.x behaviour).
+
+    The one shape that stays an error is a required ``optimizer_idx`` argument with a single optimizer.
     """
-    original = pl_optimizer._validate_multiple_optimizers_support
+    if not model.automatic_optimization:
+        return _validate_optimizers.lightning(optimizers, model)  # type: ignore[attr-defined]
+    if len(optimizers) == 1 and _requires_optimizer_idx(model.training_step):
+        raise ValueError(
+            f"`{type(model).__name__}.training_step` requires `optimizer_idx`, but `configure_optimizers` returned"
+            " a single optimizer. Give `optimizer_idx` a default (`optimizer_idx=0`), remove it, or return one"
+            " optimizer per index."
+        )
+    return None
 
-    def validate(optimizers: list, model: pl.LightningModule) -> None:
-        if not model.automatic_optimization:
-            return original(optimizers, model)
-        if len(optimizers) == 1 and is_param_in_hook_signature(model.training_step, "optimizer_idx", explicit=True):
-            raise ValueError(
-                f"`{type(model).__name__}.training_step` takes `optimizer_idx`, but `configure_optimizers` returned"
-                " a single optimizer. Remove the `optimizer_idx` argument, or return one optimizer per index."
-            )
-        return None
 
-    pl_optimizer._validate_multiple_optimizers_support = validate
-    try:
-        yield
-    finally:
-        pl_optimizer._validate_multiple_optimizers_support = original
+def _requires_optimizer_idx(training_step: Any) -> bool:
+    """Whether ``training_step`` has an ``optimizer_idx`` parameter without a default."""
+    import inspect
+
+    parameter = inspect.signature(training_step).parameters.get("optimizer_idx")
+    return parameter is not None and parameter.default is inspect.Parameter.empty

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 from baal.active import ActiveLearningDataset
 from baal.active.dataset.pytorch_dataset import ActiveLearningPool
 from baal.active.heuristics import AbstractHeuristic
@@ -40,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
 from alkit.active.oracle import LazyItems, Oracle, TargetOverrideDataset, check_labels, reveal_labels
 from alkit.active.scoring import select_query
+from alkit.lightning import pl
 
 __all__ = ["ActiveLearningDataModule"]
 

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
 from alkit._io import save_checkpoint_atomic
@@ -48,6 +47,7 @@ from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord
 from alkit.active.scoring import dropout_modules, score_pool
+from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["ActiveLearningLoop"]
@@ -204,7 +204,7 @@ class ActiveLearningLoop(FitWrapperLoop):
         trainer, datamodule = self.trainer, self._datamodule()
         round_index = self.current_round
         self.show_progress("round", f"{round_index + 1}/{self._num_rounds}")
-        rank_zero_info(
+        pl.utilities.rank_zero_info(
             f"ActiveLearningLoop: round {round_index + 1}/{self._num_rounds}, {len(datamodule.train_indices)} "
             f"labelled training samples, {len(datamodule.pool_indices)} in the pool"
         )

@@ -12,14 +12,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
 from tqdm.auto import tqdm
+
+from alkit.lightning import pl
 
 __all__ = ["SegmentProgress"]
 
 
-class SegmentProgress(Callback):
+class SegmentProgress(pl.callbacks.Callback):
     """Progress of a run made of ``total_segments`` fits (folds, rounds) of ``epochs_per_segment`` epochs each.
 
     Args:

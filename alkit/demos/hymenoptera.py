@@ -248,14 +248,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     check_args(args)
     start = time.perf_counter()
     with quiet_lightning():
-        import pytorch_lightning as pl
         import torch
         from matplotlib.figure import Figure
-        from pytorch_lightning.loggers import CSVLogger
 
         import alkit
         from alkit.active import ActiveLearningDataModule, ActiveLearningLoop, plot_label_efficiency
         from alkit.demos._progress import SegmentProgress
+        from alkit.lightning import pl
         from alkit.vision import ImageClassificationData, ImageClassifier
         from alkit.vision.backbones import backbone_spec
 
@@ -321,7 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer = alkit.Trainer(
             max_epochs=args.rounds,  # Flash's convention: one "epoch" of the trainer is one labelling round
             default_root_dir=output,
-            logger=CSVLogger(output, name="logs", version=""),
+            logger=pl.loggers.CSVLogger(output, name="logs", version=""),
             callbacks=[progress],
             enable_checkpointing=False,
             enable_progress_bar=False,

@@ -214,12 +214,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     output = new_output_dir("kfold", args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     with quiet_lightning():
-        import pytorch_lightning as pl
         from matplotlib.figure import Figure
-        from pytorch_lightning.loggers import CSVLogger
 
         import alkit
         from alkit.demos._progress import SegmentProgress
+        from alkit.lightning import pl
 
         pl.seed_everything(args.seed, verbose=False)
         model, data, callbacks = _image_problem(args) if args.data_dir is not None else _digits_problem(args)
@@ -237,7 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer = alkit.Trainer(
             max_epochs=args.max_epochs,
             default_root_dir=output,
-            logger=CSVLogger(output, name="logs", version=""),
+            logger=pl.loggers.CSVLogger(output, name="logs", version=""),
             callbacks=[*callbacks, progress],
             enable_checkpointing=False,
             enable_progress_bar=False,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
+
+from alkit.lightning import pl
 
 
 class TwoOptimizerClassifier(pl.LightningModule):

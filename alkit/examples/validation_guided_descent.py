@@ -19,7 +19,6 @@ import tempfile
 from typing import Any
 
 import torch
-from pytorch_lightning.trainer import call
 
 from alkit.loops import TrainingEpochLoop
 
@@ -35,7 +34,7 @@ class ValidationGuidedEpochLoop(TrainingEpochLoop):
         trainer = self.trainer
         module = trainer.lightning_module
         batch, batch_idx, _ = self.fetch_batch(data_fetcher)
-        batch = call._call_strategy_hook(trainer, "batch_to_device", batch, dataloader_idx=0)
+        batch = trainer.strategy.batch_to_device(batch)
         self.batch_progress.increment_ready()
         self.batch_progress.increment_started()
 

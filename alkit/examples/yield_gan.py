@@ -17,8 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
+
+from alkit.lightning import pl
 
 
 class TinyGAN(pl.LightningModule):

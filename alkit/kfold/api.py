@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
 from alkit.kfold.result import KFoldResult
+from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["kfold_fit"]

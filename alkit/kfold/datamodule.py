@@ -22,14 +22,11 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
 from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
+from alkit.lightning import pl
 
 __all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOKS"]
 
@@ -75,7 +72,7 @@ class BaseKFoldDataModule(pl.LightningDataModule, ABC):
     @property
     def has_test_data(self) -> bool:
         """Whether ``test_dataloader()`` serves data (the loop tests each fold and the ensemble only then)."""
-        return is_overridden("test_dataloader", self, pl.LightningDataModule)
+        return pl.utilities.model_helpers.is_overridden("test_dataloader", self, pl.LightningDataModule)
 
 
 class KFoldDataModule(BaseKFoldDataModule):
@@ -240,15 +237,15 @@ class KFoldDataModule(BaseKFoldDataModule):
 
     def _probe_test_data(self) -> bool:
         dm = self.datamodule
-        if not is_overridden("test_dataloader", dm, pl.LightningDataModule):
+        if not pl.utilities.model_helpers.is_overridden("test_dataloader", dm, pl.LightningDataModule):
             return False
         if getattr(dm, "test_dataset", _MISSING) is None:
             return False  # e.g. ImageClassificationData without a test folder
         self._setup_wrapped("test")
         try:
             loader = dm.test_dataloader()
-        except (MisconfigurationException, NotImplementedError, RuntimeError) as err:
-            rank_zero_warn(
+        except (pl.utilities.exceptions.MisconfigurationException, NotImplementedError, RuntimeError) as err:
+            pl.utilities.rank_zero_warn(
                 f"{type(dm).__name__}.test_dataloader() raised {type(err).__name__}: {err}; the folds are not tested"
             )
             return False
@@ -297,7 +294,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         self._setup_wrapped("fit")
         dm = self.datamodule
         loader = None
-        if is_overridden("train_dataloader", dm, pl.LightningDataModule):
+        if pl.utilities.model_helpers.is_overridden("train_dataloader", dm, pl.LightningDataModule):
             try:
                 loader = dm.train_dataloader()
             except ValueError as err:  # e.g. torch's RandomSampler refusing an empty dataset
@@ -341,7 +338,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         else:
             eval_dataset = dataset
             if getattr(dataset, "transform", None) is not None:
-                rank_zero_warn(
+                pl.utilities.rank_zero_warn(
                     f"The held-out folds use the training set's transforms ({type(self.datamodule).__name__} has no "
                     f"`{EVAL_DATASET_HOOKS[0]}()`); if they are random, validation metrics are noisy."
                 )

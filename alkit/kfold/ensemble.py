@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from alkit.lightning import pl
 
 __all__ = ["EnsembleVotingModel"]
 

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.utilities import rank_zero_info
 
 from alkit._rng import global_seed, reseed
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
 from alkit.kfold.ensemble import EnsembleVotingModel
 from alkit.kfold.result import KFoldResult
+from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["KFoldLoop"]
@@ -156,7 +155,7 @@ class KFoldLoop(FitWrapperLoop):
                 reseed(self._base_seed + fold)
         self._use_fold_checkpoint_dirs(fold)
         self.show_progress("fold", f"{fold + 1}/{self.num_folds}")
-        rank_zero_info(f"KFoldLoop: fold {fold + 1}/{self.num_folds}")
+        pl.utilities.rank_zero_info(f"KFoldLoop: fold {fold + 1}/{self.num_folds}")
 
     def advance(self, *args: Any, **kwargs: Any) -> None:
         fold = self.current_fold
@@ -181,7 +180,9 @@ class KFoldLoop(FitWrapperLoop):
         self._write_result(self.result)
         means, stds = self.result.mean(), self.result.std()
         summary = ", ".join(f"{name} {means[name]:.4f} ± {stds[name]:.4f}" for name in means)
-        rank_zero_info(f"KFoldLoop: {self.result.num_folds} folds done; {summary}; results in {self._export_dir}")
+        pl.utilities.rank_zero_info(
+            f"KFoldLoop: {self.result.num_folds} folds done; {summary}; results in {self._export_dir}"
+        )
         return self.result
 
     # ------------------------------------------------------------------------------------------------------------
@@ -286,8 +287,8 @@ class KFoldLoop(FitWrapperLoop):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
 
-    def _checkpoint_callbacks(self) -> list[ModelCheckpoint]:
-        return [cb for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    def _checkpoint_callbacks(self) -> list[pl.callbacks.ModelCheckpoint]:
+        return [cb for cb in self.trainer.callbacks if isinstance(cb, pl.callbacks.ModelCheckpoint)]
 
     def _use_fold_checkpoint_dirs(self, fold: int | None) -> None:
         """Each fold's ModelCheckpoint files go to ``<its dirpath>/fold_<i>`` so folds never overwrite each other."""

@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
-from pytorch_lightning.loops.fetchers import _DataFetcher, _DataLoaderIterDataFetcher
-from pytorch_lightning.loops.utilities import _no_grad_context
-from pytorch_lightning.trainer.connectors.data_connector import _DataLoaderSource
-from pytorch_lightning.trainer.states import RunningStage, TrainerFn
-
+from alkit import _seam
+from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher, _DataLoaderSource, _EvaluationLoop, _no_grad_context
+from alkit.lightning import pl
 from alkit.loops.loop import Loop
+
+TrainerFn = pl.trainer.states.TrainerFn
+RunningStage = pl.trainer.states.RunningStage
 
 __all__ = ["EvaluationEpochLoop", "EvaluationLoop"]
 
@@ -126,9 +126,7 @@ class EvaluationEpochLoop(Loop):
         try:
             if isinstance(data_fetcher, _DataLoaderIterDataFetcher):
                 dataloader_iter: Iterator | None = next(data_fetcher)
-                batch = data_fetcher._batch
-                batch_idx = data_fetcher._batch_idx
-                dataloader_idx = data_fetcher._dataloader_idx
+                batch, batch_idx, dataloader_idx = _seam.fetched_batch(data_fetcher)
             else:
                 dataloader_iter = None
                 batch, batch_idx, dataloader_idx = next(data_fetcher)

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytorch_lightning.loops.fit_loop import _FitLoop
-
+from alkit._seam import _FitLoop
 from alkit.loops.loop import Loop
 from alkit.loops.training_epoch_loop import TrainingEpochLoop
 

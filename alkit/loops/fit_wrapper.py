@@ -22,12 +22,13 @@ from collections import ChainMap
 from typing import Any
 
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loops.fit_loop import _FitLoop
-from pytorch_lightning.loops.loop import _Loop
-from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 
+from alkit._seam import _FitLoop, _Loop
+from alkit.lightning import pl
 from alkit.loops.loop import Loop
+
+TrainerFn = pl.trainer.states.TrainerFn
+RunningStage = pl.trainer.states.RunningStage
 
 __all__ = ["FitWrapperLoop"]
 
@@ -168,13 +169,13 @@ class FitWrapperLoop(Loop):
             if state is None:
                 continue
             state = copy.deepcopy(state)
-            if isinstance(callback, ModelCheckpoint):
+            if isinstance(callback, pl.callbacks.ModelCheckpoint):
                 # Best-k tracking starts over (a new fold or labelled set is a new problem; earlier files stay on
                 # disk, their names carry the ever-growing epoch and step). `last.ckpt` stays the one resume point
                 # instead of becoming `last-v1.ckpt`, `last-v2.ckpt`, ...
                 state["last_model_path"] = callback.last_model_path
             callback.load_state_dict(state)
-            if isinstance(callback, ModelCheckpoint):
+            if isinstance(callback, pl.callbacks.ModelCheckpoint):
                 # not in ModelCheckpoint.state_dict(): left set, `save_last` would skip every later segment
                 callback._last_checkpoint_saved = ""
 

@@ -30,11 +30,11 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytorch_lightning.loops.loop import _Loop
-from pytorch_lightning.loops.progress import _BaseProgress
+from alkit._seam import _BaseProgress, _Loop
+from alkit.lightning import pl
 
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
+    from alkit.lightning import pl
 
 __all__ = ["Loop"]
 
@@ -61,7 +61,7 @@ class Loop(_Loop):
     # ------------------------------------------------------------------------------------------------------------
     def _attach(self, trainer: pl.Trainer | None) -> None:
         """Give this loop, its children and the loop it stands in for ``trainer`` (``None`` detaches)."""
-        import pytorch_lightning as pl
+        from alkit.lightning import pl
 
         if trainer is None:
             self.__dict__.pop("trainer", None)

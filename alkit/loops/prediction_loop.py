@@ -16,10 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pytorch_lightning.loops.fetchers import _DataFetcher, _DataLoaderIterDataFetcher
-from pytorch_lightning.loops.prediction_loop import _PredictionLoop
-from pytorch_lightning.loops.utilities import _no_grad_context
-
+from alkit import _seam
+from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher, _no_grad_context, _PredictionLoop
 from alkit.loops.loop import Loop
 
 __all__ = ["PredictionEpochLoop", "PredictionLoop"]
@@ -88,9 +86,7 @@ class PredictionEpochLoop(Loop):
         try:
             if isinstance(data_fetcher, _DataLoaderIterDataFetcher):
                 dataloader_iter: Iterator | None = next(data_fetcher)
-                batch = data_fetcher._batch
-                batch_idx = data_fetcher._batch_idx
-                dataloader_idx = data_fetcher._dataloader_idx
+                batch, batch_idx, dataloader_idx = _seam.fetched_batch(data_fetcher)
             else:
                 dataloader_iter = None
                 batch, batch_idx, dataloader_idx = next(data_fetcher)

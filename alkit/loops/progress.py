@@ -5,33 +5,15 @@ These are Lightning's own trackers under public names (Lightning 2 made them pri
 loop tell, on reload, whether it stopped before, during or after an iteration.
 """
 
-from pytorch_lightning.loops.progress import (
-    _BaseProgress as BaseProgress,
-)
-from pytorch_lightning.loops.progress import (
-    _BatchProgress as BatchProgress,
-)
-from pytorch_lightning.loops.progress import (
-    _OptimizationProgress as OptimizationProgress,
-)
-from pytorch_lightning.loops.progress import (
-    _OptimizerProgress as OptimizerProgress,
-)
-from pytorch_lightning.loops.progress import (
-    _ProcessedTracker as ProcessedTracker,
-)
-from pytorch_lightning.loops.progress import (
-    _Progress as Progress,
-)
-from pytorch_lightning.loops.progress import (
-    _ReadyCompletedTracker as ReadyCompletedTracker,
-)
-from pytorch_lightning.loops.progress import (
-    _SchedulerProgress as SchedulerProgress,
-)
-from pytorch_lightning.loops.progress import (
-    _StartedTracker as StartedTracker,
-)
+from alkit._seam import _BaseProgress as BaseProgress
+from alkit._seam import _BatchProgress as BatchProgress
+from alkit._seam import _OptimizationProgress as OptimizationProgress
+from alkit._seam import _OptimizerProgress as OptimizerProgress
+from alkit._seam import _ProcessedTracker as ProcessedTracker
+from alkit._seam import _Progress as Progress
+from alkit._seam import _ReadyCompletedTracker as ReadyCompletedTracker
+from alkit._seam import _SchedulerProgress as SchedulerProgress
+from alkit._seam import _StartedTracker as StartedTracker
 
 __all__ = [
     "BaseProgress",

@@ -40,7 +40,16 @@ class TrainingBatchLoop(Loop):
     def reset(self) -> None:
         self._ran = False  # `_output` was cleared by the previous on_run_end
 
-    def advance(self, kwargs: OrderedDict, batch_idx: int) -> None:
+    def run(self, kwargs: OrderedDict, batch_idx: int | None = None) -> Any:  # type: ignore[override]
+        """Optimize one batch; ``kwargs`` are ``training_step``'s arguments (1.x: ``batch_loop.run(kwargs)``).
+
+        ``batch_idx`` defaults to ``kwargs["batch_idx"]``, else the epoch loop's current batch index.
+        """
+        return Loop.run(self, kwargs, batch_idx)
+
+    def advance(self, kwargs: OrderedDict, batch_idx: int | None = None) -> None:
+        if batch_idx is None:
+            batch_idx = kwargs.get("batch_idx", self.parent.batch_idx if self.parent is not None else 0)
         if self.trainer.lightning_module.automatic_optimization:
             self._output = self.optimizer_loop.run(kwargs, batch_idx)
         else:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from alkit.lightning import pl
 from alkit.vision.backbones import build_backbone
 from alkit.vision.images import load_rgb
 from alkit.vision.transforms import eval_transform

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from alkit.lightning import pl
 from alkit.vision.datasets import ImageFolderDataset, UnlabelledImageDataset, is_flat_folder
 from alkit.vision.transforms import eval_transform, train_transform
 

@@ -229,7 +229,7 @@ def test_optimizer_idx_with_a_single_optimizer_is_a_clear_error():
             return super().training_step(batch, batch_idx)
 
     trainer = alkit.Trainer(max_epochs=1, **QUIET)
-    with pytest.raises(ValueError, match="takes `optimizer_idx`, but `configure_optimizers` returned a single"):
+    with pytest.raises(ValueError, match="requires `optimizer_idx`, but `configure_optimizers` returned a single"):
         trainer.fit(OneOptimizer(), toy_dataloader())
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from pytorch_lightning.loops.optimization.manual import ManualResult, _ManualOptimization
-from pytorch_lightning.utilities.types import STEP_OUTPUT
-
+from alkit._seam import ManualResult, _ManualOptimization
 from alkit.loops.loop import Loop
 from alkit.loops.optimization._checks import raise_if_generator
 
@@ -24,7 +22,7 @@ __all__ = ["ManualOptimization"]
 
 class _CheckedManualResult(ManualResult):
     @classmethod
-    def from_training_step_output(cls, training_step_output: STEP_OUTPUT) -> ManualResult:
+    def from_training_step_output(cls, training_step_output: Any) -> ManualResult:
         raise_if_generator(training_step_output, "ManualOptimization")
         return super().from_training_step_output(training_step_output)
 

@@ -19,13 +19,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from pytorch_lightning.loops.optimization.automatic import ClosureResult, _AutomaticOptimization
-from pytorch_lightning.trainer import call
-from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
-from pytorch_lightning.utilities.types import STEP_OUTPUT
 from torch import Tensor
 from torch.optim import Optimizer
 
+from alkit import _seam
+from alkit._seam import ClosureResult, _AutomaticOptimization
+from alkit.lightning import pl
 from alkit.loops.loop import Loop
 from alkit.loops.optimization._checks import raise_if_generator
 
@@ -35,12 +34,12 @@ __all__ = ["OptimizerLoop"]
 @functools.lru_cache(maxsize=64)
 def _takes_optimizer_idx(training_step: Callable) -> bool:
     # signature inspection costs more than a tiny model's step: look it up once per training_step function
-    return is_param_in_hook_signature(training_step, "optimizer_idx", explicit=True)
+    return pl.utilities.signature_utils.is_param_in_hook_signature(training_step, "optimizer_idx", explicit=True)
 
 
 class _CheckedClosureResult(ClosureResult):
     @classmethod
-    def from_training_step_output(cls, training_step_output: STEP_OUTPUT, normalize: int = 1) -> ClosureResult:
+    def from_training_step_output(cls, training_step_output: Any, normalize: int = 1) -> ClosureResult:
         raise_if_generator(training_step_output, "the default OptimizerLoop")
         return super().from_training_step_output(training_step_output, normalize)
 
@@ -115,11 +114,11 @@ class OptimizerLoop(_AutomaticOptimization, Loop):
     def _optimizer_step(self, batch_idx: int, train_step_and_backward_closure: Callable[[], Tensor | None]) -> None:
         """Call the ``optimizer_step`` hook with the current optimizer (Lightning 2 always used the first)."""
         trainer = self.trainer
-        optimizer = trainer.strategy._lightning_optimizers[self.optimizer_idx]
+        optimizer = _seam.lightning_optimizer(trainer, self.optimizer_idx)
         should_accumulate = trainer.fit_loop._should_accumulate()
         if not should_accumulate:
             self.optim_progress.optimizer.step.increment_ready()
-        call._call_lightning_module_hook(
+        _seam.call_module_hook(
             trainer, "optimizer_step", trainer.current_epoch, batch_idx, optimizer, train_step_and_backward_closure
         )
         if not should_accumulate:

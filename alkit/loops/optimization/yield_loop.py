@@ -19,9 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator
 from typing import Any
 
-from pytorch_lightning.loops.optimization.automatic import ClosureResult
-from pytorch_lightning.trainer import call
-
+from alkit import _seam
+from alkit._seam import ClosureResult
 from alkit.loops.optimization.optimizer_loop import OptimizerLoop
 
 __all__ = ["YieldLoop"]
@@ -45,7 +44,7 @@ class YieldLoop(OptimizerLoop):
                 f" `{type(lightning_module).__name__}.training_step` does not yield. Use the default OptimizerLoop"
                 " for a step that returns its loss."
             )
-        self._generator = call._call_strategy_hook(self.trainer, "training_step", *kwargs.values())
+        self._generator = _seam.call_strategy_hook(self.trainer, "training_step", *kwargs.values())
         self._num_yielded = 0
 
     def _step_kwargs(self, kwargs: OrderedDict) -> OrderedDict:

@@ -1,0 +1,233 @@
+"""The one place where alkit touches Lightning's private internals.
+
+Lightning 2 keeps its loops private (``_FitLoop``, ``_TrainingEpochLoop``, ...), and rebuilding the 1.x loop API
+means subclassing them, dispatching hooks the way the Trainer does and reading a few private attributes. Every such
+name is imported, wrapped or declared here, and nowhere else in alkit, so that:
+
+- a Lightning release that renames one fails at ``import alkit`` with the name and the Lightning version, not with
+  an ``AttributeError`` in the middle of a training run (or, worse, a private attribute silently not carried);
+- supporting a new Lightning minor means reading this one file.
+
+The module binds to whichever namespace :mod:`alkit.lightning` chose (``lightning.pytorch`` or
+``pytorch_lightning``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from alkit.lightning import pl
+
+__all__: list[str] = []  # private by design: import names explicitly
+
+_VERSION = getattr(pl, "__version__", "unknown")
+_PREFIX = pl.__name__
+
+
+class LightningInternalsChanged(ImportError):
+    """A private Lightning name alkit relies on is missing from the installed Lightning."""
+
+
+def _missing(what: str) -> LightningInternalsChanged:
+    return LightningInternalsChanged(
+        f"alkit relies on `{what}`, which {_PREFIX} {_VERSION} does not have. alkit supports Lightning 2.4 to 2.6;"
+        " install one of those (see alkit's README) or report the Lightning version."
+    )
+
+
+def _private(module: str, name: str) -> Any:
+    """Import ``name`` from ``{namespace}.{module}``; a missing one fails loudly with the Lightning version."""
+    try:
+        return getattr(importlib.import_module(f"{_PREFIX}.{module}"), name)
+    except (ImportError, AttributeError):
+        raise _missing(f"{_PREFIX}.{module}.{name}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# private classes alkit subclasses or instantiates
+# ---------------------------------------------------------------------------------------------------------------------
+_Loop = _private("loops.loop", "_Loop")
+_FitLoop = _private("loops.fit_loop", "_FitLoop")
+_TrainingEpochLoop = _private("loops.training_epoch_loop", "_TrainingEpochLoop")
+_EvaluationLoop = _private("loops.evaluation_loop", "_EvaluationLoop")
+_PredictionLoop = _private("loops.prediction_loop", "_PredictionLoop")
+_AutomaticOptimization = _private("loops.optimization.automatic", "_AutomaticOptimization")
+ClosureResult = _private("loops.optimization.automatic", "ClosureResult")
+_ManualOptimization = _private("loops.optimization.manual", "_ManualOptimization")
+ManualResult = _private("loops.optimization.manual", "ManualResult")
+_DataFetcher = _private("loops.fetchers", "_DataFetcher")
+_DataLoaderIterDataFetcher = _private("loops.fetchers", "_DataLoaderIterDataFetcher")
+_no_grad_context = _private("loops.utilities", "_no_grad_context")
+_DataLoaderSource = _private("trainer.connectors.data_connector", "_DataLoaderSource")
+_ResultCollection = _private("trainer.connectors.logger_connector.result", "_ResultCollection")
+
+_BaseProgress = _private("loops.progress", "_BaseProgress")
+_BatchProgress = _private("loops.progress", "_BatchProgress")
+_OptimizationProgress = _private("loops.progress", "_OptimizationProgress")
+_OptimizerProgress = _private("loops.progress", "_OptimizerProgress")
+_ProcessedTracker = _private("loops.progress", "_ProcessedTracker")
+_Progress = _private("loops.progress", "_Progress")
+_ReadyCompletedTracker = _private("loops.progress", "_ReadyCompletedTracker")
+_SchedulerProgress = _private("loops.progress", "_SchedulerProgress")
+_StartedTracker = _private("loops.progress", "_StartedTracker")
+
+_call = importlib.import_module(f"{_PREFIX}.trainer.call")
+_optimizer_module = importlib.import_module(f"{_PREFIX}.core.optimizer")
+for _name in ("_call_callback_hooks", "_call_lightning_module_hook", "_call_strategy_hook"):
+    if not hasattr(_call, _name):
+        raise _missing(f"{_PREFIX}.trainer.call.{_name}")
+if not hasattr(_optimizer_module, "_validate_multiple_optimizers_support"):
+    raise _missing(f"{_PREFIX}.core.optimizer._validate_multiple_optimizers_support")
+_lightning_active_loop = pl.Trainer.__dict__.get("_active_loop")
+if not isinstance(_lightning_active_loop, property):
+    raise _missing(f"{_PREFIX}.Trainer._active_loop")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hook dispatch, as the Trainer does it (profiling, current-hook bookkeeping, callback order)
+# ---------------------------------------------------------------------------------------------------------------------
+def call_callback_hooks(trainer: Any, hook: str, *args: Any, **kwargs: Any) -> None:
+    """Call ``hook`` on every callback of ``trainer``, as Lightning's loops do."""
+    _call._call_callback_hooks(trainer, hook, *args, **kwargs)
+
+
+def call_module_hook(trainer: Any, hook: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``hook`` on the LightningModule, as Lightning's loops do; returns its value."""
+    return _call._call_lightning_module_hook(trainer, hook, *args, **kwargs)
+
+
+def call_strategy_hook(trainer: Any, hook: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``hook`` on the strategy (``training_step``, ``batch_to_device``, ...); returns its value."""
+    return _call._call_strategy_hook(trainer, hook, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# private attributes of Lightning objects
+# ---------------------------------------------------------------------------------------------------------------------
+def active_loop(trainer: Any) -> Any:
+    """The loop Lightning's ``Trainer._active_loop`` reports (before alkit's stand-in resolution)."""
+    return _lightning_active_loop.fget(trainer)
+
+
+def logger_connector(trainer: Any) -> Any:
+    """The trainer's logger connector (collects ``self.log`` results per batch)."""
+    return trainer._logger_connector
+
+
+def lightning_optimizer(trainer: Any, index: int) -> Any:
+    """The ``LightningOptimizer`` wrapping ``trainer.optimizers[index]`` (what ``optimizer_step`` receives)."""
+    return trainer.strategy._lightning_optimizers[index]
+
+
+def fetched_batch(data_fetcher: Any) -> tuple[Any, int, int]:
+    """``(batch, batch_idx, dataloader_idx)`` last fetched by an iterator-style (``dataloader_iter``) fetcher."""
+    return data_fetcher._batch, data_fetcher._batch_idx, data_fetcher._dataloader_idx
+
+
+def on_before_batch_transfer(trainer: Any, batch: Any, dataloader_idx: int = 0) -> Any:
+    """Run the module's ``on_before_batch_transfer`` the way the Trainer does (with its hook bookkeeping)."""
+    return trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=dataloader_idx)
+
+
+@contextlib.contextmanager
+def multiple_optimizers_validator(validate: Callable[[list, Any], None]) -> Iterator[None]:
+    """Replace Lightning's check that refuses several optimizers under automatic optimization while in the block.
+
+    Lightning 2 rejects them at set-up; alkit's ``OptimizerLoop`` steps each optimizer in turn as Lightning 1.x did.
+    ``validate(optimizers, model)`` is called instead; it receives Lightning's own check as ``validate.lightning``.
+    """
+    original = _optimizer_module._validate_multiple_optimizers_support
+    validate.lightning = original  # type: ignore[attr-defined]
+    _optimizer_module._validate_multiple_optimizers_support = validate
+    try:
+        yield
+    finally:
+        _optimizer_module._validate_multiple_optimizers_support = original
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loop-restart flags (set by Lightning when a checkpoint is loaded)
+# ---------------------------------------------------------------------------------------------------------------------
+RESTART_FLAGS = ("_restarting", "_loaded_from_state_dict", "_resuming_from_checkpoint")
+
+
+def clear_restart_flags(loop: Any) -> None:
+    """Forget that ``loop`` (and its children) were reloaded from a checkpoint."""
+    for flag in RESTART_FLAGS:
+        setattr(loop, flag, False)
+    loop.reset_restart_stage()
+    for child in list(vars(loop).values()):
+        if isinstance(child, _Loop):
+            clear_restart_flags(child)
+
+
+def is_restarting(loop: Any) -> bool:
+    return loop._restarting
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the private attributes alkit reads or writes on Lightning's loops, checked against the installed Lightning
+# ---------------------------------------------------------------------------------------------------------------------
+#: attributes Lightning's ``_FitLoop`` sets in ``__init__`` that alkit relies on (data set-up, accumulation, ...)
+FIT_LOOP_ATTRIBUTES = (
+    "_data_source",
+    "_combined_loader",
+    "_data_fetcher",
+    "max_batches",
+    "_last_train_dl_reload_epoch",
+    "_combined_loader_states_to_load",
+)
+#: attributes of Lightning's ``_EvaluationLoop`` carried when a loop is replaced or given a role
+EVALUATION_LOOP_ATTRIBUTES = (
+    "_trainer_fn",
+    "_stage",
+    "_data_source",
+    "_combined_loader",
+    "_max_batches",
+    "_last_val_dl_reload_epoch",
+    "_seen_batches_per_dataloader",
+    "_results",
+)
+#: methods of Lightning's loops that alkit calls or extends
+_METHODS = {
+    _Loop: ("reset_restart_stage", "on_iteration_done", "state_dict", "load_state_dict", "on_save_checkpoint"),
+    _FitLoop: ("setup_data", "_should_accumulate", "on_run_start", "on_advance_start", "advance", "on_advance_end"),
+    _TrainingEpochLoop: (
+        "on_advance_end",
+        "advance",
+        "_should_check_val_fx",
+        "update_lr_schedulers",
+        "_num_ready_batches_reached",
+        "_build_kwargs",
+        "restarted_on_last",
+    ),
+    _EvaluationLoop: (
+        "setup_data",
+        "_evaluation_step",
+        "_store_dataloader_outputs",
+        "restarted_mid_evaluation",
+        "increment_progress_to_evaluation_end",
+    ),
+    _PredictionLoop: ("setup_data", "_predict_step"),
+    _AutomaticOptimization: ("run", "_optimizer_step", "_make_closure"),
+}
+
+
+def _check_attributes() -> None:
+    fit = _FitLoop(None)  # type: ignore[arg-type]
+    states = pl.trainer.states
+    evaluation = _EvaluationLoop(None, states.TrainerFn.VALIDATING, states.RunningStage.VALIDATING)  # type: ignore[arg-type]
+    for loop, names in ((fit, FIT_LOOP_ATTRIBUTES), (evaluation, EVALUATION_LOOP_ATTRIBUTES)):
+        for name in names:
+            if name not in vars(loop):
+                raise _missing(f"{type(loop).__name__}.{name}")
+    for cls, names in _METHODS.items():
+        for name in names:
+            if not hasattr(cls, name):
+                raise _missing(f"{cls.__name__}.{name}")
+
+
+_check_attributes()
