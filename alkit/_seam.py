@@ -117,6 +117,11 @@ def logger_connector(trainer: Any) -> Any:
     return trainer._logger_connector
 
 
+def progress_bar_metrics(trainer: Any) -> dict | None:
+    """The metrics the progress bar shows (``None`` before the logger connector has any)."""
+    return getattr(getattr(trainer, "_logger_connector", None), "_progress_bar_metrics", None)
+
+
 def lightning_optimizer(trainer: Any, index: int) -> Any:
     """The ``LightningOptimizer`` wrapping ``trainer.optimizers[index]`` (what ``optimizer_step`` receives)."""
     return trainer.strategy._lightning_optimizers[index]

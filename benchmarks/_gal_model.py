@@ -12,12 +12,14 @@ import copy
 import time
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torch.nn import functional as F
+
+from alkit.lightning import pl
+
+Callback = pl.callbacks.Callback
+TrainerFn = pl.trainer.states.TrainerFn
 
 __all__ = ["ByteDropout", "GalCNN", "ValidationModelSelection"]
 

@@ -16,9 +16,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from alkit.lightning import pl
 
 __all__ = [
     "MNIST_FILES",

@@ -21,7 +21,6 @@ import tempfile
 import time
 import warnings
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -29,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from alkit.kfold import kfold_fit, make_folds
+from alkit.lightning import pl
 
 K = 5
 BATCH_SIZE = 32

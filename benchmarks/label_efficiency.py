@@ -55,13 +55,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pytorch_lightning.callbacks import Callback
 
 from alkit._io import write_text_atomic
+from alkit.lightning import pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _mnist import check_mnist_dir, default_mnist_dir  # noqa: E402
+
+Callback = pl.callbacks.Callback
 
 #: Gal et al. 2017, Table 1: acquired images to reach 10% / 5% MNIST test error.
 PAPER_TABLE: dict[str, tuple[int, int]] = {

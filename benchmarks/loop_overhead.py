@@ -15,11 +15,11 @@ import statistics
 import time
 import warnings
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import alkit
+from alkit.lightning import pl
 
 
 class TinyModel(pl.LightningModule):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+from alkit.lightning import pl
 
 
 class Killed(Exception):

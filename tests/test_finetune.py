@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 import alkit
 from alkit.examples._toy import toy_dataloader
+from alkit.lightning import pl
 
 
 class BackboneHead(pl.LightningModule):
@@ -56,7 +56,8 @@ def test_finetune_twice_keeps_a_single_finetuning_callback():
     trainer, _ = finetune("freeze")
     trainer.fit_loop.max_epochs = 3
     trainer.finetune(BackboneHead(), toy_dataloader(), strategy="no_freeze")
-    from pytorch_lightning.callbacks import BaseFinetuning
+    from alkit.lightning import pl
+    BaseFinetuning = pl.callbacks.BaseFinetuning
 
     assert sum(isinstance(c, BaseFinetuning) for c in trainer.callbacks) == 1
 

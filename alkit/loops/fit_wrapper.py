@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from alkit._seam import _FitLoop, _Loop
+from alkit import _seam
+from alkit._seam import _FitLoop
 from alkit.lightning import pl
 from alkit.loops.loop import Loop
 
@@ -31,17 +32,6 @@ TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
 
 __all__ = ["FitWrapperLoop"]
-
-
-def _forget_restart(loop: _Loop) -> None:
-    """Clear the reload flags of ``loop`` and its children (set when a checkpoint was loaded)."""
-    loop._restarting = False
-    loop._loaded_from_state_dict = False
-    loop._resuming_from_checkpoint = False
-    loop.reset_restart_stage()
-    for child in list(vars(loop).values()):
-        if isinstance(child, _Loop):
-            _forget_restart(child)
 
 
 class FitWrapperLoop(Loop):
@@ -145,7 +135,7 @@ class FitWrapperLoop(Loop):
         else:
             # Resumed at a segment boundary, the wrapped loop still carries the reload flags: nothing inside it is to
             # be resumed (else Lightning would reuse a stale data iterator and draw a different data order).
-            _forget_restart(fit_loop)
+            _seam.clear_restart_flags(fit_loop)
             trainer.should_stop = False
             self._segment_end_epoch = fit_loop.epoch_progress.current.processed + num_epochs
             if reload_dataloaders:
@@ -195,7 +185,7 @@ class FitWrapperLoop(Loop):
 
     def show_progress(self, name: str, text: str) -> None:
         """Show ``name=text`` (e.g. ``fold=2/5``) beside the epoch in the progress bar."""
-        metrics = getattr(getattr(self.trainer, "_logger_connector", None), "_progress_bar_metrics", None)
+        metrics = _seam.progress_bar_metrics(self.trainer)
         if isinstance(metrics, dict):
             metrics[name] = text
 

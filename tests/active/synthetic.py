@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from alkit.lightning import pl
 
 
 class NoisyDataset(Dataset):

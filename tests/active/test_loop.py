@@ -8,19 +8,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from baal.active.stopping_criteria import LowAverageUncertaintyStoppingCriterion
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 
 import alkit
 import alkit.active.loop as loop_module
 from alkit.active import ActiveLearningDataModule, ActiveLearningHistory
 from alkit.active.loop import RESUME_CHECKPOINT, ActiveLearningLoop
+from alkit.lightning import pl
 from tests.active.synthetic import TinyData
 from tests.interrupt import KillAtEpoch, Killed
+
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
+CSVLogger = pl.loggers.CSVLogger
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from alkit.lightning import pl
 
 
 def blobs(n: int = 60, num_features: int = 4, num_classes: int = 3, seed: int = 0) -> TensorDataset:

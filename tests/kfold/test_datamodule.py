@@ -5,12 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from sklearn.model_selection import GroupKFold, ShuffleSplit
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from alkit.kfold import BaseKFoldDataModule, KFoldDataModule
+from alkit.lightning import pl
 
 
 def _indexed_dataset(n=40, num_classes=4):

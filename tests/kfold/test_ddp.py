@@ -7,10 +7,12 @@ import json
 
 import pytest
 import torch.distributed
-from pytorch_lightning.callbacks import Callback
 
 from alkit.kfold import kfold_fit
+from alkit.lightning import pl
 from tests.kfold._helpers import QUIET, BlobDataWithTest, Classifier
+
+Callback = pl.callbacks.Callback
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 

@@ -1,13 +1,13 @@
 """EnsembleVotingModel: soft vote of the fold checkpoints, and test metrics computed from that vote."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from alkit.kfold import EnsembleVotingModel
+from alkit.lightning import pl
 
 
 class _Linear(pl.LightningModule):

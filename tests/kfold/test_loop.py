@@ -4,15 +4,18 @@ import json
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Subset
 
 import alkit
 from alkit.kfold import BaseKFoldDataModule, KFoldDataModule, KFoldLoop, KFoldResult, kfold_fit
+from alkit.lightning import pl
 from tests.kfold._helpers import QUIET, BlobData, BlobDataWithTest, Classifier
+
+Callback = pl.callbacks.Callback
+EarlyStopping = pl.callbacks.EarlyStopping
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
+CSVLogger = pl.loggers.CSVLogger
 
 
 def _quiet(tmp_path, **overrides):

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from torch.utils.data import DataLoader, TensorDataset
+
+from alkit.lightning import pl
+
+CheckpointHooks = pl.core.hooks.CheckpointHooks
+DataHooks = pl.core.hooks.DataHooks
+ModelHooks = pl.core.hooks.ModelHooks
 
 _BATCH_IDX_HOOKS = {
     "on_train_batch_start",
@@ -166,7 +170,8 @@ def run_trainer(
     **trainer_kwargs: Any,
 ) -> Run:
     """Train/evaluate a recorded BoringModel with ``trainer_cls`` and collect everything worth comparing."""
-    from pytorch_lightning.loggers import CSVLogger
+    from alkit.lightning import pl
+    CSVLogger = pl.loggers.CSVLogger
 
     calls: list = []
     module_cls = record_hooks(BoringModel, MODULE_HOOKS, calls, "model")

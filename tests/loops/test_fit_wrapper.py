@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 import alkit
 from alkit.examples._toy import ToyClassifier, toy_dataloader
+from alkit.lightning import pl
 from alkit.loops import FitWrapperLoop
 from tests.interrupt import KillAtEpoch, Killed
+
+EarlyStopping = pl.callbacks.EarlyStopping
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
 

@@ -6,14 +6,15 @@ import copy
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 import alkit
 from alkit import loops
 from alkit.examples._toy import ToyClassifier, toy_dataloader
+from alkit.lightning import pl
 from tests.interrupt import KillAtEpoch, Killed
+
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
 QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 

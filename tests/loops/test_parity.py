@@ -8,12 +8,14 @@ bit on CPU).
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 import alkit
+from alkit.lightning import pl
 from tests.loops._recording import run_trainer
+
+EarlyStopping = pl.callbacks.EarlyStopping
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
 
 def assert_same_run(reference, ours) -> None:
@@ -158,8 +160,7 @@ def test_default_loop_nesting():
 
 def test_epoch_loop_has_every_attribute_lightning_sets():
     """alkit's TrainingEpochLoop does not call Lightning's __init__: guard against drift when Lightning changes."""
-    from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
-
+    from alkit._seam import _TrainingEpochLoop
     from alkit.loops import TrainingEpochLoop
 
     lightning = set(vars(_TrainingEpochLoop(pl.Trainer(logger=False))))

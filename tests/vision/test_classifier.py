@@ -7,12 +7,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
 
+from alkit.lightning import pl
 from alkit.vision import (
     ImageClassificationData,
     ImageClassifier,

@@ -6,13 +6,13 @@ import copy
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from alkit.finetuning import FreezeUnfreeze, make_finetuning_callback
+from alkit.lightning import pl
 from alkit.vision import ImageClassificationData, ImageClassifier
 from tests.vision.conftest import make_tree
 
