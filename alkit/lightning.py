@@ -82,7 +82,7 @@ def _foreign_base(cls: type) -> type | None:
 
 
 def check_namespace(value: Any, argument: str) -> None:
-    """Refuse ``value`` (or any item of a list of them) when it was built on the other Lightning namespace.
+    """Refuse ``value`` (an object or a class, or a list of them) when it was built on the other Lightning namespace.
 
     Lightning itself would reject it later with "`model` must be a `LightningModule`", which does not say that the
     class *is* a LightningModule of the other package. This error says which namespace alkit is bound to and how
@@ -92,11 +92,12 @@ def check_namespace(value: Any, argument: str) -> None:
     for item in values:
         if item is None or isinstance(item, str | bytes | int | float):
             continue
-        foreign = _foreign_base(type(item))
+        cls = item if isinstance(item, type) else type(item)
+        foreign = _foreign_base(cls)
         if foreign is None:
             continue
         raise TypeError(
-            f"`{argument}` is a {type(item).__name__}, built on `{foreign.__module__}.{foreign.__qualname__}`"
+            f"`{argument}` is a {cls.__name__}, built on `{foreign.__module__}.{foreign.__qualname__}`"
             f" ({_NAMESPACES[_OTHER]}), but this process's alkit runs on `{_NAMESPACES[NAMESPACE]}`."
             f" Use one namespace per process: set the environment variable {ENVIRONMENT_VARIABLE}={_OTHER}"
             f" before Python starts (or import {'lightning' if _OTHER == 'lightning' else 'pytorch_lightning'}"

@@ -15,7 +15,7 @@ from typing import Any
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
 from alkit.kfold.result import KFoldResult
-from alkit.lightning import pl
+from alkit.lightning import check_namespace, pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["kfold_fit"]
@@ -67,8 +67,10 @@ def kfold_fit(
     """
     from alkit.trainer import Trainer
 
+    check_namespace(model, "model")
+    check_namespace(datamodule, "datamodule")
     if not isinstance(model, pl.LightningModule):
-        raise TypeError(f"model={type(model).__name__} is invalid: expected a pytorch_lightning.LightningModule")
+        raise TypeError(f"model={type(model).__name__} is invalid: expected a {pl.__name__}.LightningModule")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
         raise ValueError(f"k={k!r} is invalid: k-fold cross-validation needs an int k >= 2")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):

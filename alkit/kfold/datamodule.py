@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
 from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
-from alkit.lightning import pl
+from alkit.lightning import check_namespace, pl
 
 __all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOKS"]
 
@@ -105,9 +105,10 @@ class KFoldDataModule(BaseKFoldDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_namespace(datamodule, "datamodule")
         if not isinstance(datamodule, pl.LightningDataModule):
             raise TypeError(
-                f"datamodule={datamodule!r} is invalid: expected a pytorch_lightning.LightningDataModule "
+                f"datamodule={datamodule!r} is invalid: expected a {pl.__name__}.LightningDataModule "
                 "(build one with LightningDataModule.from_datasets(train_dataset=...) for plain datasets)"
             )
         if splitter is not None:

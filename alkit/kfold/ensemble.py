@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alkit.lightning import pl
+from alkit.lightning import check_namespace, pl
 
 __all__ = ["EnsembleVotingModel"]
 
@@ -51,6 +51,7 @@ class EnsembleVotingModel(pl.LightningModule):
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"checkpoint_paths contains files that do not exist: {missing}")
+        check_namespace(model, "model")
         if isinstance(model, pl.LightningModule):
             models = [_copy_with_weights(model, p, map_location) for p in paths]
         elif inspect.isclass(model) and issubclass(model, pl.LightningModule):
