@@ -4,14 +4,17 @@ It wraps a LightningDataModule that has a training set and splits that set, with
 ``ActiveLearningDataset`` keeping the labelled mask, into
 
 * a **validation** set drawn once from the initially labelled samples (``val_split``), never changed afterwards and
-  never trained on (Flash redrew it every round and trained on former validation samples - ANCHORS item 4);
+  never trained on (Flash redrew it every round over the grown labelled set and trained on former validation
+  samples);
 * the **training** set: every other labelled sample, served with the training transforms;
 * the **pool**: the unlabelled samples (or a fresh random ``pool_size`` subset of them each round), served in a
-  fixed order with the deterministic evaluation transforms (ANCHORS item 6).
+  fixed order with the deterministic evaluation transforms (Flash scored it with random training augmentation, so
+  a sample's uncertainty depended on the augmentation draw).
 
 Every selection is expressed in *dataset indices* (positions in the wrapped training set). The pool dataloader's
 positions are mapped back through :attr:`current_pool_indices`; BaaL's pool-relative indices never leak out
-(confusing pool positions, subset positions and dataset indices is the classic bug - ANCHORS, last item).
+(confusing pool positions, subset positions and dataset indices is the classic bug: BaaL's
+``ActiveLearningExperiment`` labelled positions within a random pool subset as if they were pool indices).
 
 The wrapped datamodule needs (the protocol ``alkit.vision.ImageClassificationData`` follows):
 

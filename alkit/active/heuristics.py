@@ -156,10 +156,11 @@ def requires_mc_samples(heuristic: AbstractHeuristic) -> bool:
     """Whether ``heuristic`` is meaningless without several *different* MC-dropout samples per input.
 
     BALD, BatchBALD, PowerBALD, Variance, variation ratios and EPIG measure disagreement between stochastic forward
-    passes: on a model without dropout every pass is identical and every score is the same (the ANCHORS-1 trap), so
-    the scorer refuses such a model. Entropy, Margin and Certainty read the mean prediction and work with a single
-    deterministic pass; Random reads nothing. A heuristic alkit does not know may declare itself with a
-    ``requires_mc_samples`` attribute; otherwise it is assumed to need MC samples (the safe side).
+    passes: on a model without dropout every pass is identical and every score is the same (Flash's identical
+    passes made BALD exactly 0 and acquisition a tie-break), so the scorer refuses such a model. Entropy, Margin
+    and Certainty read the mean prediction and work with a single deterministic pass; Random reads nothing. A
+    heuristic alkit does not know may declare itself with a ``requires_mc_samples`` attribute; otherwise it is
+    assumed to need MC samples (the safe side).
     """
     declared = getattr(heuristic, "requires_mc_samples", None)
     if isinstance(declared, bool):

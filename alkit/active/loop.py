@@ -23,10 +23,12 @@ Attach it as in Lightning Flash::
     trainer.fit_loop = loop
     trainer.fit(model, datamodule=ActiveLearningDataModule(...))   # or trainer.finetune(..., strategy="freeze")
 
-``Trainer(max_epochs=R)`` is the number of rounds (Flash's convention) unless ``max_rounds`` is given. What the
-seed systems got wrong and this loop guards against (``shared/ANCHORS.md``): the weights were reset after the last
-round, so the returned model was untrained, and the pool was scored for a label never used (item 5); test metrics
-were logged twice per round and the epoch counter restarted every round (item 7).
+``Trainer(max_epochs=R)`` is the number of rounds (Flash's convention) unless ``max_rounds`` is given. Rules this
+loop keeps, each one Flash's ``ActiveLearningLoop`` broke: the model handed back is the one trained on
+the final labelled set (Flash reset the weights after the last round and returned an untrained model), and the pool
+is scored only when its labels will be trained on (Flash scored it after the last round for a label never used);
+test metrics are logged once per round and the epoch counter keeps growing across rounds (Flash logged them twice
+and restarted the counter every round).
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ class ActiveLearningLoop(FitWrapperLoop):
     # pieces
     # ------------------------------------------------------------------------------------------------------------
     def _should_label(self, round_index: int, datamodule: ActiveLearningDataModule) -> bool:
-        """Score and label only when the labels will be trained on: not after the last round (ANCHORS 5)."""
+        """Score and label only when the labels will be trained on: not after the last round (unlike Flash)."""
         if round_index + 1 >= self._num_rounds or not datamodule.has_unlabelled_data:
             return False
         return self.budget is None or self._labels_added < self.budget

@@ -8,7 +8,7 @@ The plain-Python procedure this module implements::
         scores.append(heuristic.get_uncertainties(p))   # per-sample heuristics: keep the scores only
     positions = select_query(concat(scores), query_size, heuristic)
 
-and avoids the traps measured in the seed systems (``shared/ANCHORS.md``):
+and avoids four traps Lightning Flash's active learning (on BaaL) fell into:
 
 1. *Identical MC samples.* Flash swapped ``Dropout`` for BaaL's consistent dropout, which reuses one mask in eval
    mode, so every "MC sample" was the same and BALD was exactly 0. Here the model is put in eval mode (batch norm
@@ -16,10 +16,12 @@ and avoids the traps measured in the seed systems (``shared/ANCHORS.md``):
    scoring (what BaaL's ``MCDropoutModule`` achieves by patching), so each pass and each replicated row draws a
    fresh mask; the original per-module modes are restored afterwards. A model without dropout and a heuristic
    that needs MC samples is a clear error.
-2. *Half the pool scored.* Scores are computed for every sample of every batch and returned in pool order; the
-   count is checked against the dataset length.
-3. *Logits given to heuristics.* The scorer softmaxes the model's logits itself; heuristics get probabilities.
-8. *Cost linear in I.* When the model is a deterministic ``backbone`` followed by a ``head`` that holds all the
+2. *Half the pool scored.* Flash kept only the first item of each prediction batch and read its position in that
+   shorter list as a pool index, labelling the wrong sample. Scores are computed for every sample of every batch and
+   returned in pool order; the count is checked against the dataset length.
+3. *Logits given to heuristics* (BaaL silently softmaxed them). The scorer softmaxes the model's logits itself;
+   heuristics get probabilities.
+4. *Cost linear in I.* When the model is a deterministic ``backbone`` followed by a ``head`` that holds all the
    dropout (the frozen-backbone fine-tuning case), the backbone runs once per batch and only the head runs on the
    features replicated ``I`` times in memory; otherwise ``I`` full passes are made.
 

@@ -17,7 +17,7 @@ Flash's demo, with alkit imports (the code this command runs, with flags for the
     predictions = model.predict("data/hymenoptera_data/val/bees/65038344_52a45d090d.jpg")
     trainer.save_checkpoint("image_classification_model.pt")
 
-What the command does better than Flash's run (``shared/ANCHORS.md``): the dataset's ``val/`` folder (153 images)
+What the command does better than Flash's hymenoptera demo: the dataset's ``val/`` folder (153 images)
 is the test set, so every round reports test accuracy on data no round ever labels; the backbone is ImageNet-pretrained
 (the shared MobileNetV2 weights; a random ResNet-18, which is all Flash could get offline, learns next to nothing);
 MC dropout really samples, so BALD ranks the pool; the final model is the one trained on the final labelled set.

@@ -20,7 +20,7 @@ Attach it like Lightning's kfold example::
     trainer.fit_loop = loop
     trainer.fit(model, datamodule=KFoldDataModule(datamodule))
 
-``Trainer(max_epochs=E)`` is the number of epochs *per fold*. The seed system this replaces (Lightning 1.9's
+``Trainer(max_epochs=E)`` is the number of epochs *per fold*. The loop this replaces (Lightning 1.9's
 ``examples/pl_loops/kfold.py``) rebuilt optimizers while the trainer was in the testing state, where that did
 nothing: the learning rate decayed across folds and later folds trained at chance while the ensemble hid it. Here
 every fold goes through :meth:`FitWrapperLoop.run_fit`, which rebuilds them in the fitting state, and every fold's own

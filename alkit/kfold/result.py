@@ -1,6 +1,6 @@
 """``KFoldResult``: what a k-fold run produced, as plain data (like scikit-learn's ``cross_validate``).
 
-Per-fold metrics are first-class: the seed system (Lightning's kfold example) only surfaced the ensemble's accuracy,
+Per-fold metrics are first-class: Lightning 1.9's k-fold example only surfaced the ensemble's accuracy,
 which hid that three of five folds had trained at chance. Here every fold's validation and test metrics, its sizes,
 indices and checkpoint are kept, with ``mean()``/``std()`` across folds, a readable table, JSON/pandas export and a
 plot.

@@ -9,9 +9,10 @@
     ...
 
 It is attached in the FitLoop's place (``loop.connect(trainer.fit_loop); trainer.fit_loop = loop``) and answers
-Lightning's reads and writes of fit-loop internals through the wrapped loop. The traps it exists to avoid were
-measured in the seed systems (see ``shared/ANCHORS.md``): optimizers rebuilt while the trainer was in the testing
-state (so never rebuilt), a second fit that did nothing because ``max_epochs`` was already reached, EarlyStopping
+Lightning's reads and writes of fit-loop internals through the wrapped loop. It exists so that every segment is a
+real fresh fit, which the Lightning 1.x research loops did not guarantee: optimizers rebuilt while the trainer was
+in the testing state (so never rebuilt: in Lightning 1.9's k-fold example the learning rate decayed across folds and
+later folds trained at chance), a second fit that did nothing because ``max_epochs`` was already reached, EarlyStopping
 and ModelCheckpoint state leaking from one fold or round into the next.
 """
 

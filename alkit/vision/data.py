@@ -220,8 +220,8 @@ class ImageClassificationData(pl.LightningDataModule):
     def train_dataset_for_inference(self) -> ImageFolderDataset:
         """The training images in the same order with the same ``targets``, but the *deterministic* eval transform.
 
-        Active learning scores the unlabelled part of the training set with this (ANCHORS item 6): random crops and
-        flips at scoring time would make uncertainty depend on the augmentation draw rather than on the image.
+        Active learning scores the unlabelled part of the training set with this: random crops and flips at scoring
+        time (what Flash did) would make uncertainty depend on the augmentation draw rather than on the image.
         """
         if self._train_dataset is None:
             raise RuntimeError("train_dataset_for_inference() needs a training set; pass train_folder to from_folders")

@@ -1,7 +1,7 @@
 """The two image pipelines: random augmentation for training, a deterministic one for everything else.
 
 Flash's active-learning demo validated and scored its unlabelled pool with the *training* transforms (random crops
-and flips), so uncertainty scores changed from one call to the next for the same image (ANCHORS item 6). alkit keeps
+and flips), so uncertainty scores changed from one call to the next for the same image. alkit keeps
 the two pipelines separate and uses the evaluation one for validation, test, prediction and pool scoring.
 """
 

@@ -40,7 +40,7 @@ def test_initial_labels_and_sets_partition_the_data():
 
 
 def test_validation_is_drawn_once_and_never_trained_on():
-    """ANCHORS 4: Flash redrew the split over the growing labelled set every round."""
+    """A validation sample is never trained on: Flash redrew the split over the growing labelled set every round."""
     dm = make(initial_num_labels=10, val_split=0.3, query_size=4)
     val = dm.val_indices.tolist()
     for _ in range(5):
@@ -53,7 +53,7 @@ def test_validation_is_drawn_once_and_never_trained_on():
 
 
 def test_val_and_pool_use_eval_transforms_and_train_uses_training_transforms():
-    """ANCHORS 6: Flash validated and scored the pool with random training transforms."""
+    """Validation and pool scoring are deterministic: Flash ran both with random training transforms."""
     dm = make(initial_num_labels=10, val_split=0.2, batch_size=3)
     x_val_1, _ = all_items(dm.val_dataloader())
     x_val_2, _ = all_items(dm.val_dataloader())
@@ -109,7 +109,7 @@ def test_query_maps_pool_positions_to_dataset_indices():
 
 
 def test_pool_subset_positions_map_back_and_subset_changes_each_round():
-    """ANCHORS (last item): BaaL's experiment labelled subset positions as if they were pool indices."""
+    """Pool-subset positions map back to dataset indices: BaaL's experiment labelled them as pool indices."""
     dm = make(n=60, initial_num_labels=5, pool_size=10, seed=3)
     subsets = []
     for _ in range(4):

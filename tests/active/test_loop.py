@@ -101,7 +101,7 @@ def run(
 
 
 def test_rounds_follow_flash_semantics(tmp_path):
-    """max_epochs = rounds, label_epoch_frequency epochs each, counters keep growing (ANCHORS 7)."""
+    """max_epochs = rounds, label_epoch_frequency epochs each, counters keep growing (Flash restarted them)."""
     watch = Watch()
     trainer, loop, _, dm = run(tmp_path, rounds=3, epochs=2, callbacks=[watch])
     assert trainer.current_epoch == 6 and len(watch.starts) == 3
@@ -116,7 +116,7 @@ def test_rounds_follow_flash_semantics(tmp_path):
 
 
 def test_model_ends_with_weights_trained_on_the_final_labelled_set(tmp_path):
-    """ANCHORS 5: Flash reset the weights after the last round and returned an untrained model."""
+    """The model handed back is the trained one: Flash reset the weights after the last round."""
     watch = Watch()
     _, loop, model, dm = run(tmp_path, rounds=3, callbacks=[watch])
     final = model.state_dict()

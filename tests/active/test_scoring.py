@@ -25,7 +25,7 @@ def _seed():
 
 
 def test_mc_samples_differ_and_bald_is_informative():
-    """ANCHORS 1: Flash's consistent dropout made every MC sample identical and BALD exactly 0."""
+    """MC samples of one input differ: Flash's consistent dropout made them identical and BALD exactly 0."""
     x = spike_pool(12, spike_at=5)
     result = score_pool(SpikeModel(), loader(x), "bald", mc_iterations=20, return_probabilities=True)
     probabilities = result.probabilities
@@ -55,7 +55,7 @@ def test_pick_follows_the_data(spike_at):
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 7])
 def test_every_sample_scored_in_pool_order(batch_size):
-    """ANCHORS 2: Flash scored only the first item of each batch and mislabelled the result."""
+    """Every sample is scored, in pool order: Flash scored only the first item of each batch and mislabelled it."""
     x = spike_pool(11, spike_at=7)  # 7 is the second item of a batch of 2: Flash's bug would never see it
     result = score_pool(SpikeModel(), loader(x, batch_size=batch_size), "bald", mc_iterations=20)
     assert result.scores.shape == (11,)
@@ -66,7 +66,7 @@ def test_every_sample_scored_in_pool_order(batch_size):
 
 
 def test_heuristics_receive_probabilities_not_logits():
-    """ANCHORS 3: the scorer softmaxes; every heuristic sees class probabilities that sum to one."""
+    """The scorer softmaxes: every heuristic sees class probabilities that sum to one, never logits."""
     seen = []
 
     class SpyBALD(BALD):
@@ -136,7 +136,7 @@ def test_bad_iterations_and_loaders_are_refused():
 
 
 def test_feature_cache_matches_full_passes():
-    """ANCHORS 8: backbone once + head I times gives the same MC samples as I full passes (same RNG draws)."""
+    """Backbone once + head I times gives the same MC samples as I full passes (same RNG draws)."""
     model = BackboneHead()
     x = torch.randn(23, 4)
     torch.manual_seed(1)
@@ -250,7 +250,7 @@ def test_batch_bald_keeps_greedy_order():
 
 
 def test_feature_cache_runs_the_backbone_once_per_batch():
-    """ANCHORS 8: Flash re-ran the frozen backbone for every MC iteration; here only the head runs I times."""
+    """The frozen backbone runs once per batch, only the head I times: Flash re-ran the backbone every iteration."""
     model = BackboneHead()
     calls = {"backbone": 0, "head_rows": 0}
     model.backbone.register_forward_hook(lambda *_: calls.__setitem__("backbone", calls["backbone"] + 1))

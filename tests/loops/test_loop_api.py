@@ -344,7 +344,7 @@ def test_ddp_spawn_with_two_cpu_processes_matches_lightning(tmp_path):
     "name", ["custom_fit_loop", "from_scratch_loop", "validation_guided_descent", "multiple_optimizers", "yield_gan"]
 )
 def test_examples_run_with_the_default_logger(name, tmp_path):
-    """Lightning's YieldLoop example crashed at the end of its first epoch without TensorBoard (ANCHORS 11)."""
+    """Examples run with the default logger: Lightning 1.9's YieldLoop example crashed without TensorBoard."""
     import importlib
 
     result = importlib.import_module(f"alkit.examples.{name}").main(str(tmp_path))
