@@ -236,3 +236,64 @@ def _check_attributes() -> None:
 
 
 _check_attributes()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --- optimization (batch level) ---
+# Lightning 2's automatic optimization knows one optimizer; alkit's OptimizerLoop extends it to several (1.x). What
+# that needs of Lightning's internals, checked here at import like everything above.
+# ---------------------------------------------------------------------------------------------------------------------
+_lightning_utilities = importlib.import_module(f"{_PREFIX}.loops.utilities")
+for _name in ("_block_parallel_sync_behavior", "_is_max_limit_reached", "_reset_progress"):
+    if not hasattr(_lightning_utilities, _name):
+        raise _missing(f"{_PREFIX}.loops.utilities.{_name}")
+if not hasattr(_optimizer_module, "_configure_optimizers"):
+    raise _missing(f"{_PREFIX}.core.optimizer._configure_optimizers")
+for _name in ("_make_step_fn", "_make_backward_fn", "_training_step", "_optimizer_zero_grad"):
+    if not hasattr(_AutomaticOptimization, _name):
+        raise _missing(f"_AutomaticOptimization.{_name}")
+if "_current_fx_name" not in vars(pl.LightningModule()):
+    raise _missing(f"{_PREFIX}.LightningModule._current_fx_name")
+
+#: Lightning's helpers that 1.x loop code imported from ``loops.utilities`` (``alkit.loops.utilities`` re-exports them)
+block_parallel_sync_behavior = _lightning_utilities._block_parallel_sync_behavior
+is_max_limit_reached = _lightning_utilities._is_max_limit_reached
+reset_progress = _lightning_utilities._reset_progress
+
+
+def should_accumulate(trainer: Any) -> bool:
+    """Whether the current batch only accumulates gradients (Lightning's ``fit_loop._should_accumulate()``)."""
+    return trainer.fit_loop._should_accumulate()
+
+
+@contextlib.contextmanager
+def current_hook(module: Any, name: str) -> Iterator[None]:
+    """Run the block as if Lightning were calling the module's hook ``name`` (``self.log`` checks and names by it).
+
+    A generator ``training_step`` (``YieldLoop``) runs its body on each ``next()``, outside Lightning's own call.
+    """
+    previous = module._current_fx_name
+    module._current_fx_name = name
+    try:
+        yield
+    finally:
+        module._current_fx_name = previous
+
+
+@contextlib.contextmanager
+def optimizer_configuration_filter(transform: Callable[[Any], Any]) -> Iterator[None]:
+    """While in the block, Lightning parses ``transform(output)`` of ``configure_optimizers`` instead of the output.
+
+    Lightning 2 drops keys of the optimizer dicts it does not know (1.x's ``"frequency"``) with a warning; alkit reads
+    them first (``alkit.loops.utilities.recording_optimizer_frequencies``).
+    """
+    original = _optimizer_module._configure_optimizers
+
+    def configure(optim_conf: Any) -> Any:
+        return original(transform(optim_conf))
+
+    _optimizer_module._configure_optimizers = configure
+    try:
+        yield
+    finally:
+        _optimizer_module._configure_optimizers = original
