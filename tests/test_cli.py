@@ -79,9 +79,10 @@ def test_kfold_digits_cross_validates_and_saves_every_output(tmp_path, capsys):
 
     result = json.loads((out / "kfold_result.json").read_text())
     assert result["num_folds"] == 3
-    # every fold learned (chance is 0.1): a fold trained from leftover optimizer state or at chance would show
-    assert all(m["val_acc"] > 0.5 for m in result["val_metrics"]), result["val_metrics"]
-    assert result["ensemble_metrics"]["test_acc"] > 0.5
+    # every fold learned: chance is 0.1 and an untrained fold scores about that; over seeds 0-39 every fold scored
+    # 0.59-0.89 and the ensemble 0.67-0.92 (9 optimizer steps per fold): 0.3 tells the two apart on any CPU
+    assert all(m["val_acc"] > 0.3 for m in result["val_metrics"]), result["val_metrics"]
+    assert result["ensemble_metrics"]["test_acc"] > 0.3
     for path in result["checkpoint_paths"]:
         assert Path(path).is_file() and Path(path).parent == out
     assert (out / "kfold_folds.png").stat().st_size > 0

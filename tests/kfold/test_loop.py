@@ -60,12 +60,16 @@ def test_every_fold_starts_from_the_initial_weights_with_a_fresh_optimizer_and_t
 
 
 def test_kfold_fit_reports_every_fold_not_only_the_ensemble(tmp_path):
-    result = kfold_fit(Classifier(), BlobDataWithTest(), k=3, seed=0, max_epochs=3, **_quiet(tmp_path))
+    # well-separated blobs and a moderate LR: every fold reaches >= 0.9 (val and test) over 80 seeds, so the 0.6
+    # threshold below holds on any CPU; with the default blobs and LR 0.5 a 20-sample fold scored as low as 0.4
+    data = BlobDataWithTest(spread=4.0)
+    result = kfold_fit(Classifier(lr=0.1), data, k=3, seed=0, max_epochs=3, **_quiet(tmp_path))
     assert isinstance(result, KFoldResult)
     assert result.num_folds == 3
     assert result.fold_sizes == [(40, 20)] * 3
     assert set(result.metric_names) == {"val_loss", "val_acc", "test_acc"}
-    # every fold learned (chance is 1/3): a fold trained with a decayed LR or leftover state would show here
+    # every fold learned (chance is 1/3) and is reported; that each fold starts with a fresh optimizer and the
+    # initial LR is asserted directly in test_every_fold_starts_from_the_initial_weights_...
     assert all(m["val_acc"] > 0.6 for m in result.val_metrics), result.val_metrics
     assert all(m["test_acc"] > 0.6 for m in result.test_metrics), result.test_metrics
     assert set(result.ensemble_metrics) == {"test_acc", "test_loss"}

@@ -6,9 +6,11 @@ import urllib.error
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -198,27 +200,50 @@ def test_fit_without_validation_folder_runs(tmp_path: Path):
     assert model.classes == ["a", "b"]
 
 
-def test_training_changes_the_weights_and_lowers_the_loss(tiny_data, tmp_path: Path):
+def _colour_tree(root: Path, per_class: int = 4) -> Path:
+    """Two classes a CNN tells apart at once: reddish noise ("ants") and bluish noise ("bees")."""
+    rng = np.random.default_rng(0)
+    for name, channel in (("ants", 0), ("bees", 2)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 96, size=(30, 40, 3))
+            pixels[..., channel] += 160
+            Image.fromarray(pixels.astype(np.uint8), "RGB").save(root / name / f"{i}.png")
+    return root
+
+
+def test_training_changes_the_weights_and_lowers_the_loss(tmp_path: Path):
+    """Fitting moves the weights and lowers the training loss, on a task where that is guaranteed.
+
+    The previous version fitted 8 random-noise images in batches of 4 and measured the loss on all 8 at once:
+    memorising noise through BatchNorm statistics of a different batch passed on one CPU and failed on another
+    (loss 0.676 after vs 0.659 before on an AMD EPYC). Here the classes differ in colour, the whole set is one batch
+    (the loss measured is exactly the objective minimised, same BatchNorm statistics) and the inputs are
+    deterministic. Over 12 seeds, with AVX-512, AVX2 and SSE4.2 kernels, 4 epochs took the loss to at most 0.2% of
+    its initial value; the test asks for 50%.
+    """
     torch.manual_seed(0)
-    # Deterministic inputs (the eval pipeline for training too) so the loss is measured on exactly what was fitted.
     dm = ImageClassificationData.from_folders(
-        train_folder=Path(tiny_data.train_dataset.paths[0]).parents[1],
+        train_folder=_colour_tree(tmp_path / "train"),
         image_size=SIZE,
+        batch_size=8,
         transforms={"train": eval_transform(SIZE)},
     )
     model = ImageClassifier("resnet18", pretrained=False, learning_rate=1e-3, dropout=0.0)
     x, y = next(iter(DataLoader(dm.train_dataset, batch_size=len(dm.train_dataset))))
+    assert len(x) == 8 and y.tolist().count(0) == 4
 
-    def loss() -> float:  # train-mode BatchNorm (batch statistics), as during fitting; no dropout in this model
+    def loss() -> float:  # train-mode BatchNorm (batch statistics of the whole set), as during fitting
+        model.train()
         with torch.no_grad():
             return model.loss_fn(model(x), y).item()
 
     before = loss()
     head_before = model.head[1].weight.detach().clone()
-    _trainer(tmp_path, max_epochs=8).fit(model, datamodule=dm)
+    _trainer(tmp_path, max_epochs=4).fit(model, datamodule=dm)
     assert not torch.equal(head_before, model.head[1].weight)
     after = loss()
-    assert after < 0.5 * before
+    assert after < 0.5 * before, (before, after)
 
 
 def test_predict_returns_datamodule_class_names_and_survives_a_checkpoint(
