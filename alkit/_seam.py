@@ -157,13 +157,49 @@ def multiple_optimizers_validator(validate: Callable[[list, Any], None]) -> Iter
 # loop-restart flags (set by Lightning when a checkpoint is loaded)
 # ---------------------------------------------------------------------------------------------------------------------
 RESTART_FLAGS = ("_restarting", "_loaded_from_state_dict", "_resuming_from_checkpoint")
+# Lightning 2.5 added `_loaded_from_state_dict`, restart stages and `_Loop.on_iteration_done` (which clears the
+# flags); 2.5.3 added `_resuming_from_checkpoint`. On older minors alkit keeps the flags itself.
+_LIGHTNING_CLEARS_FLAGS = all(hasattr(_Loop, name) for name in ("on_iteration_done", "reset_restart_stage"))
+
+
+def restart_pending(loop: Any) -> bool:
+    """Whether ``loop`` still carries a reload flag (read every batch: kept to dictionary look-ups)."""
+    state = loop.__dict__
+    return bool(
+        state.get("_restarting") or state.get("_loaded_from_state_dict") or state.get("_resuming_from_checkpoint")
+    )
+
+
+def finish_iteration(loop: Any) -> None:
+    """Clear ``loop``'s reload flags after an iteration, as Lightning's own loops do."""
+    if _LIGHTNING_CLEARS_FLAGS:
+        _Loop.on_iteration_done(loop)
+    else:
+        for flag in RESTART_FLAGS:
+            loop.__dict__[flag] = False
+
+
+def reset_restart_stage(loop: Any) -> None:
+    """Forget where inside an iteration ``loop`` was restarted (a no-op before Lightning 2.5)."""
+    if _LIGHTNING_CLEARS_FLAGS:
+        loop.reset_restart_stage()
+
+
+def mark_loaded(loop: Any) -> None:
+    """Record that ``loop``'s state came from a checkpoint (Lightning 2.5+ does it in ``load_state_dict``)."""
+    loop.__dict__["_loaded_from_state_dict"] = True
+
+
+def was_loaded(loop: Any) -> bool:
+    """Whether ``loop``'s state was loaded from a checkpoint and no iteration has finished since."""
+    return bool(loop.__dict__.get("_loaded_from_state_dict"))
 
 
 def clear_restart_flags(loop: Any) -> None:
     """Forget that ``loop`` (and its children) were reloaded from a checkpoint."""
     for flag in RESTART_FLAGS:
         setattr(loop, flag, False)
-    loop.reset_restart_stage()
+    reset_restart_stage(loop)
     for child in list(vars(loop).values()):
         if isinstance(child, _Loop):
             clear_restart_flags(child)
@@ -198,24 +234,10 @@ EVALUATION_LOOP_ATTRIBUTES = (
 )
 #: methods of Lightning's loops that alkit calls or extends
 _METHODS = {
-    _Loop: ("reset_restart_stage", "on_iteration_done", "state_dict", "load_state_dict", "on_save_checkpoint"),
+    _Loop: ("state_dict", "load_state_dict", "on_save_checkpoint"),
     _FitLoop: ("setup_data", "_should_accumulate", "on_run_start", "on_advance_start", "advance", "on_advance_end"),
-    _TrainingEpochLoop: (
-        "on_advance_end",
-        "advance",
-        "_should_check_val_fx",
-        "update_lr_schedulers",
-        "_num_ready_batches_reached",
-        "_build_kwargs",
-        "restarted_on_last",
-    ),
-    _EvaluationLoop: (
-        "setup_data",
-        "_evaluation_step",
-        "_store_dataloader_outputs",
-        "restarted_mid_evaluation",
-        "increment_progress_to_evaluation_end",
-    ),
+    _TrainingEpochLoop: ("on_run_start", "on_advance_end", "advance"),
+    _EvaluationLoop: ("setup_data", "_evaluation_step", "_store_dataloader_outputs"),
     _PredictionLoop: ("setup_data", "_predict_step"),
     _AutomaticOptimization: ("run", "_optimizer_step", "_make_closure"),
 }
@@ -297,3 +319,139 @@ def optimizer_configuration_filter(transform: Callable[[Any], Any]) -> Iterator[
         yield
     finally:
         _optimizer_module._configure_optimizers = original
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --- evaluation ---
+# alkit's EvaluationLoop and PredictionLoop are Lightning's loops run as 1.x dataloader loops: the batches go through
+# a per-dataloader epoch loop, which calls Lightning's own per-batch step. The private attributes and methods they
+# inherit and use, checked here at import like everything above.
+# ---------------------------------------------------------------------------------------------------------------------
+#: instance attributes of Lightning's ``_EvaluationLoop`` alkit's ``EvaluationLoop`` reads while it runs
+EVALUATION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
+#: attributes of Lightning's ``_PredictionLoop`` carried when a loop is replaced
+PREDICTION_LOOP_ATTRIBUTES = ("_data_source", "_combined_loader", "max_batches", "_return_predictions")
+#: instance attributes of Lightning's ``_PredictionLoop`` alkit's ``PredictionLoop`` reads while it runs
+PREDICTION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
+_EVALUATION_METHODS = {
+    _EvaluationLoop: (
+        "_is_sequential",
+        "_evaluation_step",
+        "_store_dataloader_outputs",
+        "num_dataloaders",
+        "max_batches",
+        "reset",
+        "on_run_start",
+        "on_run_end",
+        "teardown",
+    ),
+    _PredictionLoop: ("_predict_step", "num_dataloaders", "reset", "on_run_start", "on_run_end", "teardown"),
+}
+
+
+def _check_evaluation_attributes() -> None:
+    states = pl.trainer.states
+    evaluation = _EvaluationLoop(None, states.TrainerFn.VALIDATING, states.RunningStage.VALIDATING)  # type: ignore[arg-type]
+    prediction = _PredictionLoop(None)  # type: ignore[arg-type]
+    for loop, names in (
+        (evaluation, EVALUATION_LOOP_RUN_ATTRIBUTES),
+        (prediction, PREDICTION_LOOP_ATTRIBUTES + PREDICTION_LOOP_RUN_ATTRIBUTES),
+    ):
+        for name in names:
+            if name not in vars(loop):
+                raise _missing(f"{type(loop).__name__}.{name}")
+    for cls, names in _EVALUATION_METHODS.items():
+        for name in names:
+            if not hasattr(cls, name):
+                raise _missing(f"{cls.__name__}.{name}")
+
+
+_check_evaluation_attributes()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --- loop wiring (replace / stand-in) ---
+# ``Loop.replace`` builds a fresh loop in place of another: what Lightning's connectors set on the replaced loop (its
+# data source and loaded data) moves across, its own progress does not. A loop that takes the FitLoop's place without
+# being one (a research loop wrapping it, a loop written from scratch) answers Lightning's reads and writes of
+# ``trainer.fit_loop.<name>`` with the FitLoop it wraps, for the names listed here and no others.
+# ---------------------------------------------------------------------------------------------------------------------
+#: what Lightning reads or writes on ``trainer.fit_loop`` that a stand-in answers with the FitLoop it wraps
+FIT_LOOP_STAND_IN_ATTRIBUTES: tuple[str, ...] = (
+    "epoch_loop",
+    "epoch_progress",
+    "min_epochs",
+    "max_epochs",
+    "min_steps",
+    "max_steps",
+    "max_batches",
+    "batch_idx",
+    "total_batch_idx",
+    "setup_data",
+    "_should_accumulate",
+    "_can_stop_early",
+    "_skip_backward",
+    "_data_source",
+    "_combined_loader",
+) + (("is_resuming",) if hasattr(_FitLoop, "is_resuming") else ())  # read since Lightning 2.5
+#: what Lightning reads on ``trainer.fit_loop`` that every loop answers itself: the loop contract (``run``, ``done``,
+#: the restart flag, its own state in checkpoints). ``pop`` is ``checkpoint["loops"]["fit_loop"].pop`` (a dict).
+FIT_LOOP_OWN_ATTRIBUTES: tuple[str, ...] = ("run", "done", "restarting", "state_dict", "load_state_dict", "pop")
+
+
+def _check_stand_in_attributes() -> None:
+    fit = _FitLoop(None)  # type: ignore[arg-type]
+    for name in FIT_LOOP_STAND_IN_ATTRIBUTES:
+        if name not in vars(fit) and not hasattr(_FitLoop, name):
+            raise _missing(f"_FitLoop.{name}")
+
+
+_check_stand_in_attributes()
+
+
+def fit_loop_stand_in_properties(wrapped: Callable[[Any], Any]) -> dict[str, property]:
+    """One property per name of ``FIT_LOOP_STAND_IN_ATTRIBUTES``: reads and writes go to ``wrapped(stand_in)``."""
+
+    def forward(name: str) -> property:
+        def get(self: Any) -> Any:
+            return getattr(wrapped(self), name)
+
+        def set_(self: Any, value: Any) -> None:
+            setattr(wrapped(self), name, value)
+
+        return property(get, set_, doc=f"The wrapped FitLoop's ``{name}`` (Lightning uses it on ``trainer.fit_loop``).")
+
+    return {name: forward(name) for name in FIT_LOOP_STAND_IN_ATTRIBUTES}
+
+
+def _wiring_attributes(loop: Any) -> tuple[str, ...]:
+    if isinstance(loop, _FitLoop):
+        return FIT_LOOP_ATTRIBUTES
+    if isinstance(loop, _EvaluationLoop):
+        return EVALUATION_LOOP_ATTRIBUTES
+    return ()  # prediction loops are never children, so never replaced
+
+
+def carry_wiring(old: Any, new: Any) -> None:
+    """Give ``new`` what Lightning's connectors set on ``old`` (data source, loaded data, evaluation role).
+
+    Only between loops of the same Lightning kind (fit, evaluation); progress is not wiring.
+    """
+    names = _wiring_attributes(old)
+    if names and names == _wiring_attributes(new):
+        for name in names:
+            setattr(new, name, getattr(old, name))
+
+
+def drop_loaded_data(loop: Any) -> None:
+    """Forget the dataloaders ``loop`` has set up (its next ``setup_data()`` requests them again)."""
+    fetcher = getattr(loop, "_data_fetcher", None)
+    if fetcher is not None:
+        fetcher.teardown()
+        loop._data_fetcher = None
+    loop._combined_loader = None
+
+
+def has_data_source(loop: Any) -> bool:
+    """Whether a dataloader source (dataloaders, module or datamodule) is attached to ``loop``."""
+    return loop._data_source.is_defined()

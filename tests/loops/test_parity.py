@@ -104,6 +104,11 @@ def test_model_checkpoint_parity(tmp_path):
             assert torch.equal(value, b["state_dict"][key])
 
 
+def _lightning_minor() -> tuple[int, int]:
+    major, minor = pl.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
 @pytest.mark.parametrize("trainer_for_first_half", [pl.Trainer, alkit.Trainer], ids=["from_pl_ckpt", "from_alkit"])
 def test_resume_mid_epoch_parity(tmp_path, trainer_for_first_half):
     """Resume from a checkpoint saved in the middle of an epoch: both trainers continue identically.
@@ -122,7 +127,10 @@ def test_resume_mid_epoch_parity(tmp_path, trainer_for_first_half):
     ckpt = str(tmp_path / "first" / mid_epoch[0])
     reference = run_trainer(pl.Trainer, tmp_path / "pl", ckpt_path=ckpt, max_epochs=3)
     ours = run_trainer(alkit.Trainer, tmp_path / "alkit", ckpt_path=ckpt, max_epochs=3)
-    assert ours.trainer.global_step == reference.trainer.global_step == 15
+    # 3 epochs of 5 batches: 15 steps. Lightning 2.4 itself replays the batch interrupted by a mid-epoch checkpoint
+    # (one step more); parity means alkit does whatever the installed Lightning does.
+    expected = 15 if _lightning_minor() >= (2, 5) else 16
+    assert ours.trainer.global_step == reference.trainer.global_step == expected
     assert_same_run(reference, ours)
 
 
