@@ -455,3 +455,51 @@ def drop_loaded_data(loop: Any) -> None:
 def has_data_source(loop: Any) -> bool:
     """Whether a dataloader source (dataloaders, module or datamodule) is attached to ``loop``."""
     return loop._data_source.is_defined()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --- evaluation ---
+# alkit's EvaluationLoop and PredictionLoop are Lightning's loops run as 1.x dataloader loops: the batches go through
+# a per-dataloader epoch loop, which calls Lightning's own per-batch step. The private attributes and methods they
+# inherit and use, checked here at import like everything above.
+# ---------------------------------------------------------------------------------------------------------------------
+#: instance attributes of Lightning's ``_EvaluationLoop`` alkit's ``EvaluationLoop`` reads while it runs
+EVALUATION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
+#: attributes of Lightning's ``_PredictionLoop`` carried when a loop is replaced
+PREDICTION_LOOP_ATTRIBUTES = ("_data_source", "_combined_loader", "max_batches", "_return_predictions")
+#: instance attributes of Lightning's ``_PredictionLoop`` alkit's ``PredictionLoop`` reads while it runs
+PREDICTION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
+_EVALUATION_METHODS = {
+    _EvaluationLoop: (
+        "_is_sequential",
+        "_evaluation_step",
+        "_store_dataloader_outputs",
+        "num_dataloaders",
+        "max_batches",
+        "reset",
+        "on_run_start",
+        "on_run_end",
+        "teardown",
+    ),
+    _PredictionLoop: ("_predict_step", "num_dataloaders", "reset", "on_run_start", "on_run_end", "teardown"),
+}
+
+
+def _check_evaluation_attributes() -> None:
+    states = pl.trainer.states
+    evaluation = _EvaluationLoop(None, states.TrainerFn.VALIDATING, states.RunningStage.VALIDATING)  # type: ignore[arg-type]
+    prediction = _PredictionLoop(None)  # type: ignore[arg-type]
+    for loop, names in (
+        (evaluation, EVALUATION_LOOP_RUN_ATTRIBUTES),
+        (prediction, PREDICTION_LOOP_ATTRIBUTES + PREDICTION_LOOP_RUN_ATTRIBUTES),
+    ):
+        for name in names:
+            if name not in vars(loop):
+                raise _missing(f"{type(loop).__name__}.{name}")
+    for cls, names in _EVALUATION_METHODS.items():
+        for name in names:
+            if not hasattr(cls, name):
+                raise _missing(f"{cls.__name__}.{name}")
+
+
+_check_evaluation_attributes()
