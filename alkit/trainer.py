@@ -8,10 +8,14 @@ parity tests check it). What it adds:
 - automatic optimization with several optimizers (Lightning 1.x behaviour, removed in 2.0), driven by
   :class:`~alkit.loops.OptimizerLoop`.
 - ``finetune(model, datamodule, strategy=...)``, the Flash-style entry point for transfer learning.
+- Lightning 1.x's ``reset_train_dataloader()`` & co., and a loop written from scratch as ``fit_loop`` finds
+  ``trainer.train_dataloader``/``val_dataloaders`` ready, as Lightning 1.5 had them before running the fit loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from alkit import _seam
@@ -21,7 +25,6 @@ from alkit.loops.evaluation_loop import EvaluationLoop
 from alkit.loops.fit_loop import FitLoop
 from alkit.loops.loop import Loop
 from alkit.loops.prediction_loop import PredictionLoop
-from alkit.loops.training_epoch_loop import TrainingEpochLoop
 
 TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
@@ -46,11 +49,15 @@ class Trainer(pl.Trainer):
             check_namespace(kwargs.get(argument), argument)
         super().__init__(*args, **kwargs)
         lightning_fit_loop = self.fit_loop
-        fit_loop = FitLoop(min_epochs=lightning_fit_loop.min_epochs, max_epochs=lightning_fit_loop.max_epochs)
-        fit_loop.epoch_loop = TrainingEpochLoop(
-            min_steps=lightning_fit_loop.epoch_loop.min_steps, max_steps=lightning_fit_loop.epoch_loop.max_steps
-        )
-        self.fit_loop = fit_loop
+        # The Trainer's limit flags, as Lightning stored them in its loops (`None`: not given; Lightning resolves
+        # them when `fit` starts). A loop attached without limits of its own takes these (see `alkit.loops.Loop`).
+        self._alkit_loop_limits = {
+            "min_epochs": lightning_fit_loop.min_epochs,
+            "max_epochs": lightning_fit_loop.max_epochs,
+            "min_steps": lightning_fit_loop.epoch_loop.min_steps,
+            "max_steps": lightning_fit_loop.epoch_loop.max_steps,
+        }
+        self.fit_loop = FitLoop()
         self.validate_loop = EvaluationLoop(inference_mode=self.validate_loop.inference_mode)
         self.test_loop = EvaluationLoop(inference_mode=self.test_loop.inference_mode)
         self.predict_loop = PredictionLoop(inference_mode=self.predict_loop.inference_mode)
@@ -72,11 +79,20 @@ class Trainer(pl.Trainer):
             loop._set_role(*_EVALUATION_ROLES[name])
         if name == "fit_loop" and not isinstance(loop, _FitLoop) and loop.stands_in_for is None:
             # A loop written from scratch takes the FitLoop's place: Lightning's reads of fit-loop internals
-            # (data sources, progress, the validation loop) are answered by the FitLoop it replaces.
-            current = self.__dict__.get("fit_loop")
-            if current is not None:
-                loop.stand_in_for(current)
+            # (data sources, progress, the validation loop) are answered by its own `fit_loop` child when it has
+            # one (1.x research loops: `loop.connect(trainer.fit_loop)`), else by the FitLoop it replaces.
+            own = loop.__dict__.get("fit_loop")
+            target = own if isinstance(own, _FitLoop) else self._fit_loop_doing_the_work()
+            if target is not None:
+                loop.stand_in_for(target)
         loop.trainer = self
+        return loop
+
+    def _fit_loop_doing_the_work(self) -> Any:
+        """The FitLoop that trains: ``fit_loop`` itself, or the one a loop standing in for it wraps."""
+        loop = self.__dict__.get("fit_loop")
+        while loop is not None and not isinstance(loop, _FitLoop):
+            loop = loop.stands_in_for if isinstance(loop, Loop) else None
         return loop
 
     @property
@@ -87,6 +103,96 @@ class Trainer(pl.Trainer):
         while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
             loop = loop.__dict__["_delegate"][0]
         return loop
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # data
+    # ----------------------------------------------------------------------------------------------------------------
+    @property
+    def train_dataloader(self) -> Any:
+        """The training dataloader(s) of ``fit``.
+
+        A loop standing in for the FitLoop (written from scratch, or a research loop) finds them ready whenever it
+        reads them during ``fit``, as Lightning 1.5 set them up before running the fit loop: the first read sets
+        them up (Lightning's own FitLoop sets them up when it starts).
+        """
+        loaders = super().train_dataloader
+        if loaders is None:
+            fit_loop = self._stood_in_fit_loop()
+            if fit_loop is not None:
+                with _in_stage(self, RunningStage.TRAINING):
+                    fit_loop.setup_data()
+                loaders = super().train_dataloader
+        return loaders
+
+    @property
+    def val_dataloaders(self) -> Any:
+        """The validation dataloader(s) of ``fit`` or ``validate`` (set up on first read, as ``train_dataloader``)."""
+        loaders = super().val_dataloaders
+        if loaders is None:
+            fit_loop = self._stood_in_fit_loop()
+            if fit_loop is not None:
+                with _in_stage(self, RunningStage.VALIDATING):
+                    fit_loop.epoch_loop.val_loop.setup_data()
+                loaders = super().val_dataloaders
+        return loaders
+
+    def _stood_in_fit_loop(self) -> Any:
+        """While fitting with a loop that stands in for the FitLoop: the FitLoop it wraps (else ``None``)."""
+        loop = self.__dict__.get("fit_loop")
+        if isinstance(loop, _FitLoop) or self.state.fn != TrainerFn.FITTING or self.lightning_module is None:
+            return None
+        return self._fit_loop_doing_the_work()
+
+    def reset_train_dataloader(self, model: pl.LightningModule | None = None) -> None:
+        """Load the training dataloaders again now (Lightning 1.x), e.g. after a k-fold loop changed the fold."""
+        self._check_reset(model, "reset_train_dataloader")
+        fit_loop = self._fit_loop_doing_the_work()
+        _seam.drop_loaded_data(fit_loop)
+        with _in_stage(self, RunningStage.TRAINING):
+            fit_loop.setup_data()
+
+    def reset_val_dataloader(self, model: pl.LightningModule | None = None) -> None:
+        """Load the validation dataloaders again now (those of ``validate`` while validating, else of ``fit``)."""
+        self._check_reset(model, "reset_val_dataloader")
+        if self.state.fn == TrainerFn.VALIDATING:
+            loop = self.validate_loop
+        else:
+            loop = self._fit_loop_doing_the_work().epoch_loop.val_loop
+        _seam.drop_loaded_data(loop)
+        with _in_stage(self, RunningStage.VALIDATING):
+            loop.setup_data()
+
+    def reset_test_dataloader(self, model: pl.LightningModule | None = None) -> None:
+        """Load the test dataloaders again now (Lightning 1.x)."""
+        self._check_reset(model, "reset_test_dataloader")
+        _seam.drop_loaded_data(self.test_loop)
+        with _in_stage(self, RunningStage.TESTING):
+            self.test_loop.setup_data()
+
+    def reset_predict_dataloader(self, model: pl.LightningModule | None = None) -> None:
+        """Load the predict dataloaders again now (Lightning 1.x)."""
+        self._check_reset(model, "reset_predict_dataloader")
+        _seam.drop_loaded_data(self.predict_loop)
+        with _in_stage(self, RunningStage.PREDICTING):
+            self.predict_loop.setup_data()
+
+    def reset_train_val_dataloaders(self, model: pl.LightningModule | None = None) -> None:
+        """Load the training and validation dataloaders again now (Lightning 1.x)."""
+        self.reset_train_dataloader(model)
+        self.reset_val_dataloader(model)
+
+    def _check_reset(self, model: pl.LightningModule | None, method: str) -> None:
+        if self.lightning_module is None:
+            raise RuntimeError(
+                f"`trainer.{method}()` loads the dataloaders of the running `fit`/`validate`/`test`/`predict`: call it"
+                " from a loop or hook while one runs (Lightning 2 takes the data from the module or datamodule given"
+                " to that call)."
+            )
+        if model is not None and model is not self.lightning_module:
+            raise ValueError(
+                f"`trainer.{method}(model)`: `model` must be the module the trainer is running"
+                f" ({type(self.lightning_module).__name__}), got another {type(model).__name__}."
+            )
 
     # ----------------------------------------------------------------------------------------------------------------
     # running
@@ -134,6 +240,17 @@ class Trainer(pl.Trainer):
         callback._alkit_finetuning = True  # type: ignore[attr-defined]
         self.callbacks.append(callback)
         self.fit(model, train_dataloaders, val_dataloaders, datamodule=datamodule, ckpt_path=ckpt_path)
+
+
+@contextlib.contextmanager
+def _in_stage(trainer: pl.Trainer, stage: RunningStage) -> Iterator[None]:
+    """Run the block in ``stage`` (Lightning's data set-up reads it: limits, hook names), then restore the stage."""
+    previous = trainer.state.stage
+    trainer.state.stage = stage
+    try:
+        yield
+    finally:
+        trainer.state.stage = previous
 
 
 def _check_run_arguments(model: Any, args: tuple, kwargs: dict) -> None:

@@ -28,20 +28,14 @@ class FitLoop(_FitLoop, Loop):
     """Iterates over epochs; its ``epoch_loop`` (a :class:`TrainingEpochLoop`) runs one epoch per ``advance``.
 
     Args:
-        min_epochs: train at least this many epochs (early stopping waits for it).
-        max_epochs: stop after this many epochs; ``-1`` means no limit.
+        min_epochs: train at least this many epochs (early stopping waits for it); ``None``: the Trainer's.
+        max_epochs: stop after this many epochs; ``-1`` means no limit; ``None``: the Trainer's.
+
+    A limit left out (or ``None``) is the Trainer's ``min_epochs``/``max_epochs``, taken when the loop is attached
+    (``trainer.fit_loop = FitLoop()`` follows ``Trainer(max_epochs=...)``); a limit given here wins.
     """
 
-    _carried_attributes = (
-        "_data_source",
-        "_combined_loader",
-        "_data_fetcher",
-        "max_batches",
-        "_last_train_dl_reload_epoch",
-        "_combined_loader_states_to_load",
-    )
-
-    def __init__(self, min_epochs: int | None = 0, max_epochs: int | None = None) -> None:
+    def __init__(self, min_epochs: int | None = None, max_epochs: int | None = None) -> None:
         super().__init__(None, min_epochs=min_epochs, max_epochs=max_epochs)  # type: ignore[arg-type]
         self.epoch_loop = TrainingEpochLoop()
 

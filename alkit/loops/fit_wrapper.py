@@ -27,7 +27,7 @@ import torch
 from alkit import _seam
 from alkit._seam import _FitLoop
 from alkit.lightning import pl
-from alkit.loops.loop import Loop
+from alkit.loops.loop import FitLoopStandIn, Loop
 
 TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
@@ -35,8 +35,18 @@ RunningStage = pl.trainer.states.RunningStage
 __all__ = ["FitWrapperLoop"]
 
 
-class FitWrapperLoop(Loop):
-    """Runs the wrapped FitLoop in segments; subclasses implement ``done`` and ``advance`` with ``run_fit``."""
+class FitWrapperLoop(FitLoopStandIn, Loop):
+    """Runs the wrapped FitLoop in segments; subclasses implement ``done`` and ``advance`` with ``run_fit``.
+
+    It answers Lightning's reads and writes of ``trainer.fit_loop.<name>`` with the wrapped FitLoop for the names
+    Lightning uses (:class:`~alkit.loops.loop.FitLoopStandIn`), except ``min_epochs``/``max_epochs``: the wrapper
+    owns the trainer-level limits (``trainer.max_epochs`` is the number of rounds in Flash's active learning API);
+    each segment sets the wrapped loop's own ``max_epochs``. Any other name is the wrapper's own.
+    """
+
+    #: the wrapper's own limits (set by ``connect``), not the wrapped loop's
+    min_epochs: int | None = None
+    max_epochs: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,45 +62,10 @@ class FitWrapperLoop(Loop):
                 f"`{type(self).__name__}.connect` expects the trainer's FitLoop (e.g. `trainer.fit_loop`),"
                 f" got {type(fit_loop).__name__}."
             )
-        self.__dict__.pop("_delegate", None)  # `self.fit_loop = ...` must not be forwarded to an older loop
+        self.stand_in_for(fit_loop)
         self.fit_loop = fit_loop
-        # The wrapper owns the trainer-level limits (`trainer.max_epochs` is the number of rounds in Flash's active
-        # learning API); each segment sets the wrapped loop's own `max_epochs`.
         self.min_epochs = fit_loop.min_epochs
         self.max_epochs = fit_loop.max_epochs
-        self.stand_in_for(fit_loop)
-
-    # The reads Lightning makes of `trainer.fit_loop` on every batch, answered directly rather than through the
-    # generic `__getattr__` forwarding (a failed lookup first, then the forward: measurable per batch).
-    @property
-    def epoch_loop(self) -> Any:
-        return self._require_fit_loop().epoch_loop
-
-    @epoch_loop.setter
-    def epoch_loop(self, loop: Any) -> None:
-        self._require_fit_loop().epoch_loop = loop
-
-    @property
-    def epoch_progress(self) -> Any:
-        return self._require_fit_loop().epoch_progress
-
-    @property
-    def max_batches(self) -> int | float:
-        return self._require_fit_loop().max_batches
-
-    @max_batches.setter
-    def max_batches(self, value: int | float) -> None:
-        self._require_fit_loop().max_batches = value
-
-    def _should_accumulate(self) -> bool:
-        return self._require_fit_loop()._should_accumulate()
-
-    @property
-    def is_resuming(self) -> bool:
-        # Lightning asks `trainer.fit_loop.is_resuming` at every epoch start (whether to re-create the data iterator):
-        # a question about the running fit segment, so the wrapped FitLoop answers it.
-        fit_loop = self.__dict__.get("fit_loop")
-        return fit_loop.is_resuming if isinstance(fit_loop, _FitLoop) else super().is_resuming
 
     @property
     def fit_loop_connected(self) -> bool:
@@ -178,11 +153,8 @@ class FitWrapperLoop(Loop):
     def _drop_train_and_val_dataloaders(self) -> None:
         """Make the next fit request fresh dataloaders (the labelled set or the fold changed)."""
         fit_loop = self._require_fit_loop()
-        if fit_loop._data_fetcher is not None:
-            fit_loop._data_fetcher.teardown()
-            fit_loop._data_fetcher = None
-        fit_loop._combined_loader = None
-        fit_loop.epoch_loop.val_loop._combined_loader = None
+        _seam.drop_loaded_data(fit_loop)
+        _seam.drop_loaded_data(fit_loop.epoch_loop.val_loop)
 
     def show_progress(self, name: str, text: str) -> None:
         """Show ``name=text`` (e.g. ``fold=2/5``) beside the epoch in the progress bar."""
@@ -203,7 +175,7 @@ class FitWrapperLoop(Loop):
 
     def _run_evaluation(self, loop: Any, fn: TrainerFn, stage: RunningStage) -> dict[str, float]:
         trainer = self.trainer
-        if not loop._data_source.is_defined():
+        if not _seam.has_data_source(loop):
             return {}
         previous_fn, previous_stage = trainer.state.fn, trainer.state.stage
         trainer.state.fn = fn

@@ -25,18 +25,23 @@ progress trackers and child loops found in ``vars(loop)`` are written to and rea
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from alkit._seam import _BaseProgress, _Loop
+from alkit import _seam
+from alkit._seam import _FitLoop, _Loop, _TrainingEpochLoop
 from alkit.lightning import pl
 
 if TYPE_CHECKING:
     from alkit.lightning import pl
 
-__all__ = ["Loop"]
+__all__ = ["FitLoopStandIn", "Loop"]
+
+#: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
+_TRAINER_LIMITS = ((_FitLoop, ("min_epochs", "max_epochs")), (_TrainingEpochLoop, ("min_steps", "max_steps")))
 
 
 class Loop(_Loop):
@@ -46,11 +51,20 @@ class Loop(_Loop):
     attached when assigned to a trainer
     (``trainer.fit_loop = loop``) or to an attached loop (``trainer.fit_loop.epoch_loop = loop``); attaching a loop
     attaches all of its children, including children assigned later.
+
+    Limits a loop was not built with are the Trainer's: a ``FitLoop`` takes ``Trainer(min_epochs, max_epochs)``
+    and a ``TrainingEpochLoop`` ``Trainer(min_steps, max_steps)`` when attached, unless the constructor was given
+    them (a value other than ``None``) or a subclass's ``__init__`` set them to something other than its default.
+    The ``limit_*_batches`` flags are read from the Trainer while the loops run.
     """
 
-    #: Attributes that are not constructor arguments but wire the loop to the Trainer's data and results
-    #: (set by Lightning's connectors). ``replace()`` moves them to the new loop so a replacement is transparent.
-    _carried_attributes: tuple[str, ...] = ()
+    def __new__(cls, *args: Any, **kwargs: Any) -> Loop:
+        loop = super().__new__(cls)
+        # Which constructor arguments were given explicitly: a limit given to the constructor wins over the
+        # Trainer's, even when it equals the default (`TrainingEpochLoop(max_steps=-1)`: no step limit).
+        if (args or kwargs) and _limit_names(cls):
+            loop.__dict__["_given_arguments"] = _given_arguments(cls, args, kwargs)
+        return loop
 
     def __init__(self, trainer: pl.Trainer | None = None) -> None:
         self.__dict__["_parent_ref"] = None
@@ -72,11 +86,33 @@ class Loop(_Loop):
         else:
             # a plain instance attribute, not a property: Lightning's loop code reads it dozens of times per batch
             self.__dict__["trainer"] = trainer
+            if _limit_names(type(self)):
+                self._take_trainer_limits(trainer)
         for child in self.children():
             child.trainer = trainer
         delegate = self.stands_in_for
         if delegate is not None and delegate.__dict__.get("trainer") is not trainer:
             delegate.trainer = trainer
+
+    def _take_trainer_limits(self, trainer: pl.Trainer) -> None:
+        """Set the limits this loop was not built with to the Trainer's flags (see the class docstring)."""
+        limits = trainer.__dict__.get("_alkit_loop_limits")
+        if limits is None:
+            return  # not an alkit.Trainer: its flags live only in its own loops
+        given = self.__dict__.get("_given_arguments", ())
+        taken = self.__dict__.setdefault("_limits_from_trainer", {})  # name -> the value taken last time
+        cls = type(self)
+        for name in _limit_names(cls):
+            value = getattr(self, name)
+            if name in taken:
+                take = value == taken[name]  # unchanged since it was taken: follow this trainer
+            else:
+                take = value is None or (name not in given and value == _declared_default(cls, name))
+            if take:
+                setattr(self, name, limits[name])
+                taken[name] = limits[name]
+            else:
+                taken.pop(name, None)
 
     @property
     def is_attached(self) -> bool:
@@ -90,26 +126,31 @@ class Loop(_Loop):
                 f"The loop `{type(self).__name__}` is not attached to a Trainer yet. Attach it first, e.g."
                 " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
             )
-        # A loop standing in for the FitLoop (a research loop wrapping it, or
-        # a loop written from scratch) forwards the reads Lightning's Trainer makes (`fit_loop.epoch_loop`,
-        # `fit_loop.epoch_progress`, ...) to the FitLoop it stands in for.
-        delegate = self.__dict__.get("_delegate")
-        if delegate is not None and not (name.startswith("__") and name.endswith("__")):
-            return getattr(delegate[0], name)
+        # A loop written from scratch that takes the FitLoop's place answers the fit-loop reads Lightning makes
+        # (`trainer.fit_loop.epoch_loop`, `.epoch_progress`, ...: the names listed in the seam) with the FitLoop it
+        # stands in for. Any other name is this loop's own: a misspelling is an AttributeError.
+        if "_delegate" in self.__dict__:
+            forwarded = _STAND_IN_PROPERTIES.get(name)
+            if forwarded is not None:
+                return forwarded.fget(self)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def stand_in_for(self, loop: _Loop) -> None:
-        """Forward attribute reads this loop cannot answer to ``loop`` (the FitLoop it replaces).
+        """Take the place of ``loop`` (a FitLoop) as ``trainer.fit_loop``.
 
-        Lightning's Trainer reads fit-loop internals (``trainer.fit_loop.epoch_loop.val_loop``, ``epoch_progress``,
-        ...); a loop that takes the FitLoop's place without being one answers those reads through ``loop``.
+        Lightning's Trainer reads and writes fit-loop internals (``trainer.fit_loop.epoch_loop.val_loop``,
+        ``epoch_progress``, ``max_batches``, ...); a loop that takes the FitLoop's place without being one answers
+        the names in ``alkit._seam.FIT_LOOP_STAND_IN_ATTRIBUTES`` that it does not define itself with ``loop``.
+        When a FitLoop is later connected as this loop's ``fit_loop`` child, it becomes the loop stood in for.
         Stored in a tuple so that the checkpoint and child-loop machinery do not see it as a child.
         """
+        if not isinstance(loop, _FitLoop):
+            raise TypeError(f"A loop can stand in for a FitLoop only, got {type(loop).__name__}.")
         self.__dict__["_delegate"] = (loop,)
 
     @property
     def stands_in_for(self) -> _Loop | None:
-        """The loop attribute reads are forwarded to, if any (see ``stand_in_for``)."""
+        """The FitLoop this loop stands in for, if any (see ``stand_in_for``)."""
         delegate = self.__dict__.get("_delegate")
         return delegate[0] if delegate is not None else None
 
@@ -127,20 +168,17 @@ class Loop(_Loop):
         if not isinstance(value, _Loop) and "_delegate" not in self.__dict__:
             object.__setattr__(self, name, value)
             return
-        delegate = self.__dict__.get("_delegate")
-        if (
-            delegate is not None
-            and name not in self.__dict__
-            and not hasattr(type(self), name)
-            and hasattr(delegate[0], name)
-        ):
-            # Lightning writes fit-loop internals too (`trainer.fit_loop._combined_loader = None`): a stand-in
-            # forwards writes of attributes it does not own, so the FitLoop doing the work sees them.
-            setattr(delegate[0], name, value)
+        stands_in = "_delegate" in self.__dict__
+        if stands_in and name in _STAND_IN_PROPERTIES and name not in self.__dict__ and not hasattr(type(self), name):
+            # Lightning writes fit-loop internals too (`trainer.fit_loop._combined_loader = None`): a loop written
+            # from scratch forwards the listed names it does not own, so the FitLoop doing the work sees them.
+            _STAND_IN_PROPERTIES[name].fset(self, value)
             return
         if isinstance(value, _Loop) and name != "_parent_ref":
             if isinstance(value, Loop):
                 value.__dict__["_parent_ref"] = weakref.ref(self)
+            if stands_in and name == "fit_loop" and isinstance(value, _FitLoop):
+                self.__dict__["_delegate"] = (value,)  # a connected (or replaced) fit loop is the one stood in for
             if self.__dict__.get("trainer") is not None:
                 value.trainer = self.__dict__["trainer"]
         object.__setattr__(self, name, value)
@@ -229,10 +267,20 @@ class Loop(_Loop):
     def on_iteration_done(self) -> None:
         """Clear the reload flags after an iteration (``restarting`` is true only until the first one ends)."""
         # Skipping the writes when nothing is set keeps the per-batch loops cheap (this runs for every batch).
-        if self._restarting or self._loaded_from_state_dict or self._resuming_from_checkpoint:
-            super().on_iteration_done()
+        if _seam.restart_pending(self):
+            _seam.finish_iteration(self)
         else:
-            self.reset_restart_stage()
+            _seam.reset_restart_stage(self)
+
+    @property
+    def loaded_from_checkpoint(self) -> bool:
+        """Whether this loop's state was just loaded from a checkpoint (until its first iteration ends)."""
+        return _seam.was_loaded(self)
+
+    def load_state_dict(self, state_dict: dict, prefix: str = "") -> None:
+        """Load this loop's progress and children; afterwards the loop knows it was reloaded (every Lightning 2.x)."""
+        super().load_state_dict(state_dict, prefix)
+        _seam.mark_loaded(self)
 
     # ------------------------------------------------------------------------------------------------------------
     # composition
@@ -256,12 +304,14 @@ class Loop(_Loop):
             setattr(self, name, loop)
 
     def replace(self, **children: type[_Loop] | _Loop) -> None:
-        """Replace child loops by a class or an instance, keeping what the replaced loop carried.
+        """Replace child loops by a class or an instance, as Lightning 1.x did, e.g. ``replace(fit_loop=FitLoop)``.
 
-        A class is instantiated with the replaced loop's constructor arguments (read back from its attributes);
-        the replaced loop's own children, progress trackers, checkpoint state and trainer wiring move to the new
-        loop, which is then connected. This makes ``fit_loop.replace(epoch_loop=MyEpochLoop)`` transparent: the
-        new epoch loop keeps ``min_steps``/``max_steps``, the validation and optimization loops, and the step count.
+        A class is instantiated with the replaced loop's constructor arguments, read back from its attributes (a
+        clear error when one cannot be read back or the new class does not take one). The replaced loop's children
+        are connected to the new loop (an instance gets them where it has a child of that name) and the new loop is
+        attached in its place. Its own progress starts fresh, as a new loop's does: only what Lightning's connectors
+        set on the replaced loop (its data source and loaded data) is carried across, so that the Trainer feeds the
+        new loop as it fed the old one.
         """
         known = {name for name, value in vars(self).items() if isinstance(value, _Loop)}
         new_children: dict[str, _Loop] = {}
@@ -278,49 +328,135 @@ class Loop(_Loop):
                         f"`replace({name}=...)` expects a loop class or instance, got the class"
                         f" {type_or_loop.__name__}, which is not a loop."
                     )
-                new = type_or_loop(**_constructor_arguments(type_or_loop, old))
+                new = type_or_loop(**_constructor_arguments(type_or_loop, old, f"{type(self).__name__}", name))
             elif isinstance(type_or_loop, _Loop):
                 new = type_or_loop
             else:
                 raise TypeError(
                     f"`replace({name}=...)` expects a loop class or instance, got {type(type_or_loop).__name__}."
                 )
-            _move_state(old, new)
+            _connect_children(old, new)
+            _seam.carry_wiring(old, new)
+            trainer = self.__dict__.get("trainer") or old.__dict__.get("trainer")
+            if trainer is not None:
+                new.trainer = trainer
             new_children[name] = new
         for name, new in new_children.items():
-            setattr(self, name, new)
+            setattr(self, name, new)  # connects it (and attaches it when this loop is attached)
 
 
-def _constructor_arguments(cls: type[_Loop], old: _Loop) -> dict[str, Any]:
-    """Read the arguments for ``cls.__init__`` back from the attributes of the loop it replaces."""
-    kwargs: dict[str, Any] = {}
-    missing = []
-    for name, parameter in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "trainer") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+def _wrapped_fit_loop(loop: Any) -> _Loop:
+    delegate = loop.__dict__.get("_delegate")
+    if delegate is None:
+        raise RuntimeError(
+            f"`{type(loop).__name__}` wraps no FitLoop: call `loop.connect(trainer.fit_loop)` before"
+            " `trainer.fit_loop = loop`."
+        )
+    return delegate[0]
+
+
+#: one property per fit-loop attribute Lightning reads or writes on ``trainer.fit_loop``, answered by the FitLoop a
+#: stand-in wraps (see ``Loop.stand_in_for``)
+_STAND_IN_PROPERTIES: dict[str, property] = _seam.fit_loop_stand_in_properties(_wrapped_fit_loop)
+
+FitLoopStandIn: type = type(
+    "FitLoopStandIn",
+    (),
+    {
+        "__module__": __name__,
+        "__doc__": (
+            "Mixin of a loop that takes the FitLoop's place (``trainer.fit_loop = loop``) and runs the FitLoop it"
+            " wraps.\n\nEach fit-loop attribute Lightning reads or writes on ``trainer.fit_loop`` (the names in"
+            " ``alkit._seam.FIT_LOOP_STAND_IN_ATTRIBUTES``) is a property answered by the wrapped FitLoop; any other"
+            " name is the loop's own, so a misspelled attribute is an ``AttributeError`` rather than a read of the"
+            " wrapped loop. A subclass keeps one of these names for itself with a class attribute of that name."
+        ),
+        "__slots__": (),
+        **_STAND_IN_PROPERTIES,
+    },
+)
+
+
+def _limit_names(cls: type) -> tuple[str, ...]:
+    for base, names in _TRAINER_LIMITS:
+        if issubclass(cls, base):
+            return names
+    return ()
+
+
+def _given_arguments(cls: type, args: tuple, kwargs: dict) -> frozenset[str]:
+    """The names of the constructor arguments given explicitly (by position or keyword) to ``cls(*args, **kwargs)``."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return frozenset(kwargs)  # the constructor itself will say what is wrong
+    given = set()
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            given.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            given.add(name)
+    return frozenset(given)
+
+
+@functools.cache
+def _declared_default(cls: type, name: str) -> Any:
+    """The default of ``name`` in the nearest ``__init__`` of ``cls``'s MRO that declares it."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
             continue
-        if hasattr(old, name):
+        parameter = inspect.signature(init).parameters.get(name)
+        if parameter is not None:
+            return parameter.default
+    return inspect.Parameter.empty
+
+
+def _init_parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The named parameters of ``cls.__init__`` (not ``self``/``trainer``) and whether it takes ``**kwargs``."""
+    named: dict[str, inspect.Parameter] = {}
+    var_keyword = False
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            var_keyword = True
+        elif name not in ("self", "trainer") and parameter.kind is not parameter.VAR_POSITIONAL:
+            named[name] = parameter
+    return named, var_keyword
+
+
+def _constructor_arguments(cls: type[_Loop], old: _Loop, owner: str, child: str) -> dict[str, Any]:
+    """Read the arguments for ``cls.__init__`` back from the attributes of the loop it replaces (Lightning 1.x)."""
+    parameters, takes_any = _init_parameters(cls)
+    old_parameters, _ = _init_parameters(type(old))
+    kwargs: dict[str, Any] = {}
+    unreadable = []
+    for name, parameter in parameters.items():
+        try:
             kwargs[name] = getattr(old, name)
-        elif parameter.default is parameter.empty:
-            missing.append(name)
-    if missing:
+        except AttributeError:
+            if parameter.default is parameter.empty:
+                unreadable.append(name)
+    dropped = [name for name in old_parameters if name not in parameters and not takes_any and hasattr(old, name)]
+    problems = []
+    if unreadable:
+        problems.append(f"the replaced {type(old).__name__} has no attribute for the required argument(s) {unreadable}")
+    if dropped:
+        problems.append(
+            f"{cls.__name__} does not take {dropped}, which the replaced {type(old).__name__} was built with"
+        )
+    if problems:
         raise TypeError(
-            f"Cannot instantiate {cls.__name__} in place of {type(old).__name__}: the replaced loop has no attribute"
-            f" for the required argument(s) {missing}. Pass an instance instead of the class."
+            f"`{owner}.replace({child}={cls.__name__})` builds {cls.__name__} with the constructor arguments of the"
+            f" loop it replaces, but {' and '.join(problems)}. Pass an instance instead:"
+            f" `replace({child}={cls.__name__}(...))`."
         )
     return kwargs
 
 
-def _move_state(old: _Loop, new: _Loop) -> None:
-    """Move children, progress trackers, checkpoint state and trainer wiring from ``old`` to ``new``."""
+def _connect_children(old: _Loop, new: _Loop) -> None:
+    """Connect ``old``'s child loops to ``new`` where ``new`` has a child of the same name (Lightning 1.x)."""
     new_vars = vars(new)
     for name, value in list(vars(old).items()):
-        if isinstance(value, _Loop) and name in new_vars:
+        if isinstance(value, _Loop) and isinstance(new_vars.get(name), _Loop):
             setattr(new, name, value)
-        elif isinstance(value, _BaseProgress) and isinstance(new_vars.get(name), type(value)):
-            new_vars[name].load_state_dict(value.state_dict())
-    for name in getattr(old, "_carried_attributes", ()):
-        if name in vars(old) and name in new_vars:
-            setattr(new, name, getattr(old, name))
-    state = old.on_save_checkpoint()
-    if state:
-        new.on_load_checkpoint(state)

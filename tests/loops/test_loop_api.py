@@ -190,19 +190,19 @@ def test_validation_guided_gradient_step(attach):
         torch.testing.assert_close(parameter, expected[name])
 
 
-def test_replace_keeps_limits_children_and_progress():
+def test_replace_keeps_limits_and_children_and_starts_its_own_progress_fresh():
+    """As Lightning 1.x: built from the replaced loop's arguments, its children connected; a new loop's progress."""
     from alkit.examples.validation_guided_descent import ValidationGuidedEpochLoop
 
     trainer = alkit.Trainer(min_steps=2, max_steps=7, **QUIET)
     old = trainer.fit_loop.epoch_loop
     old.batch_progress.total.completed = 5
-    old._batches_that_stepped = 5
     trainer.fit_loop.replace(epoch_loop=ValidationGuidedEpochLoop)
     new = trainer.fit_loop.epoch_loop
     assert type(new) is ValidationGuidedEpochLoop and new is not old
     assert (new.min_steps, new.max_steps) == (2, 7)
     assert new.batch_loop is old.batch_loop and new.val_loop is old.val_loop
-    assert new.batch_progress.total.completed == 5 and new._batches_that_stepped == 5
+    assert new.batch_progress.total.completed == 0
     assert new.trainer is trainer and new.parent is trainer.fit_loop
     assert trainer.max_steps == 7
 
