@@ -8,6 +8,11 @@ optimizer's parameters receiving gradients::
         ...
     def configure_optimizers(self):
         return [torch.optim.SGD(self.encoder.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters())]
+
+Everything else of 1.x's multiple optimizers works too: an ``optimizer_step(epoch, batch_idx, optimizer,
+optimizer_idx, optimizer_closure, on_tpu, using_lbfgs)`` override receives the index, ``"frequency"`` keys make the
+optimizers take turns (``[{"optimizer": critic, "frequency": 5}, {"optimizer": generator, "frequency": 1}]``: a
+WGAN's ``n_critic``), and ``on_train_batch_end`` receives one outputs dict per optimizer.
 """
 
 from __future__ import annotations

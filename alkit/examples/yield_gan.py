@@ -9,6 +9,11 @@ The generator's output is computed once per batch and reused for the discriminat
         yield discriminator_loss(real, fake.detach())      # optimizer 1: discriminator
 
     trainer.fit_loop.epoch_loop.batch_loop.connect(optimizer_loop=YieldLoop())
+
+The generator's optimizer comes first. YieldLoop toggles the optimizers as Lightning 1.x did (while a loss is
+computed, only its optimizer's parameters require grad), and the code before the first ``yield`` runs while the
+first optimizer is toggled: the shared fake points carry gradients to the generator only if the generator is that
+optimizer. The other order stops with an error that says so.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class TinyGAN(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Iterator[torch.Tensor]:
         real = batch[0]
-        fake = self.generate(len(real))
+        fake = self.generate(len(real))  # the generator's optimizer is toggled: the graph reaches its parameters
         bce = torch.nn.functional.binary_cross_entropy_with_logits
         ones, zeros = torch.ones(len(real), 1, device=self.device), torch.zeros(len(real), 1, device=self.device)
         generator_loss = bce(self.discriminator(fake), ones)
