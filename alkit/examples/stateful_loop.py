@@ -24,7 +24,7 @@ class EpochCountingFitLoop(FitLoop):
         self.was_restarted = False
 
     def on_run_start(self) -> None:
-        self.was_restarted = self.restarting or self._loaded_from_state_dict
+        self.was_restarted = self.restarting or self.loaded_from_checkpoint
         super().on_run_start()
 
     def on_advance_end(self) -> None:
