@@ -328,11 +328,9 @@ def optimizer_configuration_filter(transform: Callable[[Any], Any]) -> Iterator[
 # inherit and use, checked here at import like everything above.
 # ---------------------------------------------------------------------------------------------------------------------
 #: instance attributes of Lightning's ``_EvaluationLoop`` alkit's ``EvaluationLoop`` reads while it runs
-EVALUATION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
-#: attributes of Lightning's ``_PredictionLoop`` carried when a loop is replaced
-PREDICTION_LOOP_ATTRIBUTES = ("_data_source", "_combined_loader", "max_batches", "_return_predictions")
+EVALUATION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher", "_combined_loader")
 #: instance attributes of Lightning's ``_PredictionLoop`` alkit's ``PredictionLoop`` reads while it runs
-PREDICTION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher",)
+PREDICTION_LOOP_RUN_ATTRIBUTES = ("_data_fetcher", "_combined_loader")
 _EVALUATION_METHODS = {
     _EvaluationLoop: (
         "_is_sequential",
@@ -355,7 +353,7 @@ def _check_evaluation_attributes() -> None:
     prediction = _PredictionLoop(None)  # type: ignore[arg-type]
     for loop, names in (
         (evaluation, EVALUATION_LOOP_RUN_ATTRIBUTES),
-        (prediction, PREDICTION_LOOP_ATTRIBUTES + PREDICTION_LOOP_RUN_ATTRIBUTES),
+        (prediction, PREDICTION_LOOP_RUN_ATTRIBUTES),
     ):
         for name in names:
             if name not in vars(loop):

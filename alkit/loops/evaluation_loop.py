@@ -53,8 +53,6 @@ class EvaluationLoop(_EvaluationLoop, Loop):
         inference_mode: run under ``torch.inference_mode`` (else ``torch.no_grad``).
     """
 
-    _carried_attributes = _seam.EVALUATION_LOOP_ATTRIBUTES
-
     def __init__(self, verbose: bool = True, inference_mode: bool = True) -> None:
         super().__init__(
             None,  # type: ignore[arg-type]

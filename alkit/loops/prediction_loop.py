@@ -36,8 +36,6 @@ class PredictionLoop(_PredictionLoop, Loop):
         inference_mode: run under ``torch.inference_mode`` (else ``torch.no_grad``).
     """
 
-    _carried_attributes = _seam.PREDICTION_LOOP_ATTRIBUTES
-
     def __init__(self, inference_mode: bool = True) -> None:
         super().__init__(None, inference_mode=inference_mode)  # type: ignore[arg-type]
         #: the dataloaders this loop went through (1.x): ``current`` in this run, ``total`` in every run

@@ -61,6 +61,13 @@ class IteratorStepModel(BoringModel):
         self.log("val_loss", self._loss(batch))
 
 
+class CombinedBatchModel(BoringModel):
+    """Evaluation on a ``CombinedLoader`` in ``"max_size_cycle"`` mode: one batch holds every dataloader's."""
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("val_loss", sum(self._loss(b) for b in batch.values()))
+
+
 class Unsized(IterableDataset):
     """Batches of a sized loader without a length: the loop learns the dataloader's end only by fetching past it."""
 
@@ -71,12 +78,14 @@ class Unsized(IterableDataset):
         yield from self.loader
 
 
-def loaders(sizes: tuple[int, ...], seed: int, unsized: tuple[int, ...] = ()) -> list[DataLoader]:
-    """One loader per size (batches of 8); those whose index is in ``unsized`` have no length."""
+def loaders(sizes: tuple[int, ...], seed: int, unsized: tuple[int, ...] = (), mode: str | None = None) -> Any:
+    """One loader per size (batches of 8); those whose index is in ``unsized`` have no length; ``mode``: combined."""
     out = []
     for i, n in enumerate(sizes):
         loader = make_data(n, seed=seed + i)
         out.append(DataLoader(Unsized(loader), batch_size=None) if i in unsized else loader)
+    if mode is not None:
+        return pl.utilities.combined_loader.CombinedLoader(dict(enumerate(out)), mode)
     return out
 
 
@@ -88,6 +97,7 @@ def run(
     stages: tuple[str, ...] = ("fit",),
     val: tuple[int, ...] = (24, 40),
     unsized: tuple[int, ...] = (),
+    mode: str | None = None,
     save_mid_validation: Path | None = None,
     ckpt_path: str | None = None,
     configure: Any = None,
@@ -116,9 +126,9 @@ def run(
     outputs: dict[str, Any] = {}
     for stage in stages:
         if stage == "fit":
-            trainer.fit(model, make_data(40), loaders(val, seed=1, unsized=unsized), ckpt_path=ckpt_path)
+            trainer.fit(model, make_data(40), loaders(val, 1, unsized, mode), ckpt_path=ckpt_path)
         elif stage == "validate":
-            outputs[stage] = trainer.validate(model, loaders(val, seed=1, unsized=unsized), verbose=False)
+            outputs[stage] = trainer.validate(model, loaders(val, 1, unsized, mode), verbose=False)
         elif stage == "test":
             outputs[stage] = trainer.test(model, loaders(val[::-1], seed=5), verbose=False)
         elif stage == "predict":
@@ -291,6 +301,7 @@ SCENARIOS = {
     "unsized_first_dataloader": dict(stages=("fit", "validate"), val=(24, 40), unsized=(0,)),
     "unsized_dataloaders": dict(stages=("validate",), val=(16, 24, 8), unsized=(0, 1, 2)),
     "iterator_step": dict(stages=("fit", "validate"), module=IteratorStepModel, val=(24, 40)),
+    "combined_max_size_cycle": dict(stages=("fit", "validate"), module=CombinedBatchModel, mode="max_size_cycle"),
 }
 
 
