@@ -169,7 +169,9 @@ class RecordingEvaluationEpochLoop(loops.EvaluationEpochLoop):
 
     def advance(self, data_fetcher: Any, dl_max_batches: Any, kwargs: Any) -> None:
         super().advance(data_fetcher, dl_max_batches, kwargs)
-        self.runs[-1]["steps"].append((kwargs.get("dataloader_idx", 0), self.batch_progress.current.completed))
+        progress = self.batch_progress
+        self.runs[-1]["steps"].append((kwargs.get("dataloader_idx", 0), progress.current.completed))
+        self.runs[-1].setdefault("last", []).append(progress.is_last_batch)
 
     def on_run_end(self) -> None:
         progress = self.batch_progress
@@ -194,6 +196,8 @@ def test_two_val_dataloaders_run_the_epoch_loop_once_each(tmp_path):
     assert runs[0]["steps"] == [(0, 1), (0, 2), (0, 3)]
     assert runs[1]["steps"] == [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)]
     assert [(r["current"], r["total"]) for r in runs] == [(3, 3), (5, 8)]
+    # `is_last_batch`: the last batch of each dataloader (1.x), while Lightning's own flag marks the run's last
+    assert [r["last"] for r in runs] == [[False, False, True], [False] * 4 + [True]]
     assert loop.dataloader_progress.state_dict() == {
         "total": {"ready": 2, "completed": 2},
         "current": {"ready": 2, "completed": 2},
@@ -298,6 +302,8 @@ SCENARIOS = {
     "empty_middle_dataloader": dict(stages=("validate", "test"), val=(24, 0, 16)),
     "sanity_check_and_val_check_interval": dict(num_sanity_val_steps=4, val_check_interval=0.5),
     "limit_val_batches": dict(stages=("fit", "validate"), val=(24, 40), limit_val_batches=2),
+    # Lightning's progress bar reads the evaluation loop's counters and dataloader lengths
+    "progress_bar": dict(stages=("fit", "validate", "test", "predict"), enable_progress_bar=True),
     "unsized_first_dataloader": dict(stages=("fit", "validate"), val=(24, 40), unsized=(0,)),
     "unsized_dataloaders": dict(stages=("validate",), val=(16, 24, 8), unsized=(0, 1, 2)),
     "iterator_step": dict(stages=("fit", "validate"), module=IteratorStepModel, val=(24, 40)),
