@@ -310,10 +310,14 @@ def optimizer_configuration_filter(transform: Callable[[Any], Any]) -> Iterator[
     them first (``alkit.loops.utilities.recording_optimizer_frequencies``).
     """
     original = _optimizer_module._configure_optimizers
+    if getattr(original, "alkit_transform", None) is transform:
+        yield  # already filtering with it (a nested block): applying it twice would lose what it took out
+        return
 
     def configure(optim_conf: Any) -> Any:
         return original(transform(optim_conf))
 
+    configure.alkit_transform = transform  # type: ignore[attr-defined]
     _optimizer_module._configure_optimizers = configure
     try:
         yield

@@ -25,6 +25,7 @@ from alkit.loops.evaluation_loop import EvaluationLoop
 from alkit.loops.fit_loop import FitLoop
 from alkit.loops.loop import Loop
 from alkit.loops.prediction_loop import PredictionLoop
+from alkit.loops.utilities import optimizer_frequencies, recording_optimizer_frequencies
 
 TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
@@ -214,8 +215,30 @@ class Trainer(pl.Trainer):
         return super().predict(model, *args, **kwargs)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
-        with _seam.multiple_optimizers_validator(_validate_optimizers):
+        with _seam.multiple_optimizers_validator(_validate_optimizers), recording_optimizer_frequencies():
             return super()._run(*args, **kwargs)
+
+    @property
+    def optimizer_frequencies(self) -> list[int]:
+        """The ``"frequency"`` of each optimizer from ``configure_optimizers`` (Lightning 1.x); ``[]`` without."""
+        return optimizer_frequencies(self.optimizers)
+
+    # Lightning 1.x loop code dispatches hooks through these Trainer methods (Lightning 2 moved them to
+    # `trainer.call`); they keep such loops running unchanged.
+    def _call_lightning_module_hook(self, hook_name: str, *args: Any, pl_module: Any = None, **kwargs: Any) -> Any:
+        module = pl_module or self.lightning_module
+        if not callable(getattr(module, hook_name, None)):
+            return None  # a hook Lightning 2 removed (`training_step_end`, ...): nothing to call
+        return _seam.call_module_hook(self, hook_name, *args, pl_module=pl_module, **kwargs)
+
+    def _call_strategy_hook(self, hook_name: str, *args: Any, **kwargs: Any) -> Any:
+        if not callable(getattr(self.strategy, hook_name, None)):
+            # a `*_step_end` hook Lightning 2 removed: 1.x returned the step output through it unchanged
+            return args[0] if hook_name.endswith("_step_end") and args else None
+        return _seam.call_strategy_hook(self, hook_name, *args, **kwargs)
+
+    def _call_callback_hooks(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
+        _seam.call_callback_hooks(self, hook_name, *args, **kwargs)
 
     def finetune(
         self,

@@ -30,6 +30,7 @@ from alkit.lightning import pl
 from alkit.loops.evaluation_loop import EvaluationLoop
 from alkit.loops.loop import Loop
 from alkit.loops.training_batch_loop import TrainingBatchLoop
+from alkit.loops.utilities import prepare_outputs_training_batch_end
 
 TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
@@ -96,6 +97,9 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
         translated = {_from_lightning_key(k[len(prefix) :]): v for k, v in state_dict.items() if k.startswith(prefix)}
         Loop.load_state_dict(self, translated, "")
 
+    #: Lightning 1.x's name for the conversion of the batch loop's outputs for ``on_train_batch_end``
+    _prepare_outputs_training_batch_end = staticmethod(prepare_outputs_training_batch_end)
+
     def run(self, data_fetcher: _DataFetcher) -> Any:
         """Run one epoch over ``data_fetcher`` (the :class:`~alkit.loops.Loop` contract)."""
         return Loop.run(self, data_fetcher)
@@ -158,7 +162,11 @@ class _BatchLoopEntry:
         # (optimizer, batch_idx, kwargs) for automatic optimization, (kwargs,) for manual
         kwargs = args[-1]
         batch_idx = args[1] if len(args) == 3 else None
-        return self._epoch_loop.batch_loop.run(kwargs, batch_idx)
+        epoch_loop = self._epoch_loop
+        outputs = epoch_loop.batch_loop.run(kwargs, batch_idx)
+        trainer = epoch_loop.trainer
+        # what `on_train_batch_end` receives, as in Lightning 1.x (Lightning 2's `{"loss": ...}` with one optimizer)
+        return prepare_outputs_training_batch_end(outputs, trainer.lightning_module, len(trainer.optimizers))
 
     @property
     def optim_progress(self) -> Any:

@@ -217,7 +217,6 @@ def test_frequencies_make_the_optimizers_take_turns():
     assert trainer.global_step == 10  # one optimizer step per batch
 
 
-@pytest.mark.xfail(strict=True, reason="alkit.Trainer._run must enter recording_optimizer_frequencies() (trainer.py)")
 def test_alkit_trainer_honours_frequencies():
     model = fit_critic(alkit.Trainer(max_epochs=1, **QUIET))
     assert model.calls == [(0, 0), (1, 0), (2, 0), (3, 1), (4, 0)]
@@ -267,11 +266,6 @@ class RecordBatchEnd(pl.Callback):
         self.outputs.append(outputs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the epoch loop must pass batch_loop.run's output through "
-    "prepare_outputs_training_batch_end (training_epoch_loop.py)",
-)
 def test_on_train_batch_end_receives_one_dict_per_optimizer():
     record = RecordBatchEnd()
     alkit.Trainer(max_epochs=1, limit_train_batches=2, callbacks=[record], **QUIET).fit(Parts(), data())
