@@ -176,7 +176,7 @@ class EvaluationEpochLoop(Loop):
         self._dl_max_batches: int | float = 0
         self._dataloader_idx = 0
         self._data_fetcher: _DataFetcher | None = None
-        # a batch fetched from the shared fetcher that belongs to a later dataloader (one whose length was unknown)
+        # a batch from the shared fetcher that belongs to a later dataloader (fetched when the length was unknown)
         self._pending: tuple | None = None
         # the parent loop while running (a tuple: a loop among this loop's attributes would be taken for a child)
         self._running: tuple = ()
