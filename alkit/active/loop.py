@@ -112,7 +112,7 @@ class ActiveLearningLoop(FitWrapperLoop):
                 f"`baal.active.stopping_criteria.StoppingCriterion`), got {stopping_criterion!r}."
             )
         super().__init__()
-        # Every attribute is created here: once connected, writes to unknown names go to the wrapped FitLoop.
+        # Every attribute is created here, so that reset, checkpoints and the stand-in names never meet a missing one.
         self.label_epoch_frequency = int(label_epoch_frequency)
         self.inference_iteration = int(inference_iteration)
         self.should_reset_weights = bool(should_reset_weights)

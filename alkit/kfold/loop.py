@@ -79,7 +79,7 @@ class KFoldLoop(FitWrapperLoop):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ValueError(f"seed={seed!r} is invalid: expected an int or None")
         super().__init__()
-        # Every attribute is created here: once connected, writes to unknown names go to the wrapped FitLoop.
+        # Every attribute is created here, so that reset, checkpoints and the stand-in names never meet a missing one.
         self.num_folds = int(num_folds)
         self.export_path = None if export_path is None else str(export_path)
         self.ensemble = bool(ensemble)
