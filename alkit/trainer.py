@@ -15,10 +15,12 @@ parity tests check it). What it adds:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from alkit import _seam
+from alkit._checkpoint import check_checkpoint
 from alkit._seam import _FitLoop, _Loop
 from alkit.lightning import check_namespace, pl
 from alkit.loops.evaluation_loop import EvaluationLoop
@@ -200,6 +202,7 @@ class Trainer(pl.Trainer):
     # ----------------------------------------------------------------------------------------------------------------
     def fit(self, model: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
         _check_run_arguments(model, args, kwargs)
+        _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
         return super().fit(model, *args, **kwargs)
 
     def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
@@ -282,6 +285,20 @@ def _check_run_arguments(model: Any, args: tuple, kwargs: dict) -> None:
     check_namespace(kwargs.get("datamodule"), "datamodule")
     for value in args:  # a datamodule may also come positionally, in place of the dataloaders
         check_namespace(value, "datamodule" if hasattr(value, "setup") else "dataloaders")
+
+
+def _check_ckpt_path(ckpt_path: Any) -> None:
+    """A local checkpoint file to resume from is read with ``weights_only=True`` first, whatever Lightning does.
+
+    Lightning 2.6 takes ``weights_only`` in ``fit``; 2.4 and 2.5 do not, and a pickle that names code would run it.
+    Lightning's special values (``"last"``, ``"best"``, ``"hpc"``, ``"registry..."``) and URLs are left to Lightning.
+    """
+    if ckpt_path is None or not isinstance(ckpt_path, (str, os.PathLike)):
+        return
+    text = os.fspath(ckpt_path)
+    if text in ("last", "best", "hpc") or text.startswith("registry") or "://" in text:
+        return
+    check_checkpoint(text, "ckpt_path")
 
 
 def _validate_optimizers(optimizers: list, model: pl.LightningModule) -> None:

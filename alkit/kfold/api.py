@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
 from alkit.kfold.result import KFoldResult
@@ -85,6 +86,9 @@ def kfold_fit(
             f"pass either trainer= or Trainer arguments, not both (got trainer and {sorted(trainer_kwargs)})"
         )
 
+    if ckpt_path is not None:  # every file the resume needs, read safely before anything trains
+        _check_resume_files(ckpt_path)
+
     if isinstance(datamodule, BaseKFoldDataModule):
         if splitter is not None or stratify or groups is not None:
             raise ValueError(
@@ -130,3 +134,24 @@ def kfold_fit(
     if not result_file.is_file():
         raise RuntimeError(f"k-fold run finished without a result: {result_file} was not written")
     return KFoldResult.from_json(result_file)
+
+
+def _check_resume_files(ckpt_path: str | os.PathLike) -> None:
+    """``ckpt_path`` and the fold checkpoints it records (the ensemble reads them at the end) load safely."""
+    checkpoint = check_checkpoint(ckpt_path, "ckpt_path")
+    loop_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+    records = loop_state.get("records", []) if isinstance(loop_state, dict) else []
+    for fold, record in enumerate(records):
+        path = record.get("checkpoint") if isinstance(record, dict) else None
+        if not isinstance(path, str):
+            raise ValueError(
+                f"ckpt_path={os.fspath(ckpt_path)!r} is not a k-fold checkpoint alkit can resume from: "
+                f"fold {fold}'s record has no checkpoint path"
+            )
+        argument = f"fold {fold}'s checkpoint (recorded in ckpt_path={os.fspath(ckpt_path)!r})"
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"{argument} {path!r} does not exist: the run's folder was moved or the file deleted; resume from the "
+                "run's original location (the finished folds' checkpoints are needed for the ensemble)"
+            )
+        check_checkpoint(path, argument)

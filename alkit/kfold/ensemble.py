@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alkit._checkpoint import check_checkpoint, load_checkpoint
 from alkit.lightning import check_namespace, pl
 
 __all__ = ["EnsembleVotingModel"]
@@ -52,8 +53,10 @@ class EnsembleVotingModel(pl.LightningModule):
         if missing:
             raise FileNotFoundError(f"checkpoint_paths contains files that do not exist: {missing}")
         check_namespace(model, "model")
+        for i, p in enumerate(paths):  # every file read safely (tensors, plain Python) before any model is built
+            check_checkpoint(p, f"checkpoint_paths[{i}]")
         if isinstance(model, pl.LightningModule):
-            models = [_copy_with_weights(model, p, map_location) for p in paths]
+            models = [_copy_with_weights(model, p, map_location, f"checkpoint_paths[{i}]") for i, p in enumerate(paths)]
         elif inspect.isclass(model) and issubclass(model, pl.LightningModule):
             models = [model.load_from_checkpoint(p, map_location=map_location) for p in paths]
         else:
@@ -95,12 +98,14 @@ class EnsembleVotingModel(pl.LightningModule):
         self.log("test_acc", accuracy, batch_size=len(y), sync_dist=True)
 
 
-def _copy_with_weights(template: pl.LightningModule, path: Path, map_location: Any) -> pl.LightningModule:
+def _copy_with_weights(
+    template: pl.LightningModule, path: Path, map_location: Any, argument: str = "checkpoint_path"
+) -> pl.LightningModule:
     """A copy of ``template`` (never the template itself: the user's model stays untouched) with ``path``'s weights."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    checkpoint = load_checkpoint(path, argument, map_location=map_location)
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint: no 'state_dict' in it")
+        raise ValueError(f"{argument}={str(path)!r} is not a Lightning checkpoint: no 'state_dict' in it")
     model = copy.deepcopy(template)
     model.load_state_dict(state_dict)
     return model
