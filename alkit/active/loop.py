@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from alkit._io import save_checkpoint_atomic
-from alkit._rng import get_rng_state, global_seed, reseed, set_rng_state
+from alkit._rng import global_seed, reseed
 from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord
@@ -130,7 +130,6 @@ class ActiveLearningLoop(FitWrapperLoop):
         self._finished = False
         self._initial_weights: dict[str, torch.Tensor] | None = None
         self._base_seed: int | None = None
-        self._saved_rng: dict[str, Any] | None = None
         self._saved_fit_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class ActiveLearningLoop(FitWrapperLoop):
         if self._base_seed is None:
             self._base_seed = self.seed if self.seed is not None else global_seed()
         if not self.resuming_segment:  # resumed at a round boundary: continue from the RNG state of the save
-            self._restore_saved_rng()
+            self.restore_saved_rng()
 
     def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
         if self.resuming_segment:  # resumed inside this round's training: weights and RNG are the saved ones
@@ -214,13 +213,13 @@ class ActiveLearningLoop(FitWrapperLoop):
         metrics: dict[str, float] = {}
         num_trained = len(datamodule.train_indices)
         if self.resuming_segment and self.fit_loop.epoch_progress.current.processed < self._segment_end_epoch:
-            self._restore_saved_rng()  # resumed inside the round's training: continue it with the saved draws
+            self.restore_saved_rng()  # resumed inside the round's training: continue it with the saved draws
         if datamodule.has_labelled_data:
             self.run_fit(self.label_epoch_frequency)
             # Resumed after the round's training (saved at its last epoch end): Lightning's restart set-up in
             # run_fit drew random numbers the uninterrupted run did not, so the saved state takes over only now,
             # and the metrics logged by that last epoch come from the checkpoint.
-            self._restore_saved_rng()
+            self.restore_saved_rng()
             metrics.update(self._saved_fit_metrics)
             metrics.update(_scalars(trainer.callback_metrics))
             if datamodule.has_validation:
@@ -267,14 +266,16 @@ class ActiveLearningLoop(FitWrapperLoop):
             return False
         return self.budget is None or self._labels_added < self.budget
 
-    def _restore_saved_rng(self) -> None:
-        if self._saved_rng is not None:
-            set_rng_state(self._saved_rng)
-            self._saved_rng = None
-
     def _check_model_can_be_scored(self) -> None:
         """Refuse a model without dropout for an MC heuristic before any training (not after the first round)."""
         heuristic, model = self._datamodule().heuristic, self.trainer.lightning_module
+        if self.num_rounds > 1 and requires_mc_samples(heuristic) and self.inference_iteration < 2:
+            raise ValueError(
+                f"`inference_iteration={self.inference_iteration}` is invalid with the heuristic "
+                f"{type(heuristic).__name__}: it measures disagreement between Monte-Carlo dropout passes; accepted: "
+                "an int >= 2, or heuristic='entropy', 'margin', 'certainty' or 'random' with one pass. Nothing was "
+                "trained or labelled."
+            )
         if self.num_rounds > 1 and requires_mc_samples(heuristic) and not dropout_modules(model):
             raise ValueError(
                 f"The heuristic {type(heuristic).__name__} needs Monte-Carlo dropout samples, but the model "
@@ -368,7 +369,6 @@ class ActiveLearningLoop(FitWrapperLoop):
                 "finished": self._finished,
                 "initial_weights": self._initial_weights,
                 "base_seed": self._base_seed,
-                "rng": get_rng_state(),
                 "fit_metrics": _scalars(self.trainer.callback_metrics) if self._segment_active else {},
             }
         )
@@ -385,7 +385,6 @@ class ActiveLearningLoop(FitWrapperLoop):
         self._finished = bool(state_dict["finished"])
         self._initial_weights = state_dict["initial_weights"]
         self._base_seed = state_dict["base_seed"]
-        self._saved_rng = state_dict.get("rng")
         self._saved_fit_metrics = dict(state_dict.get("fit_metrics", {}))
 
 

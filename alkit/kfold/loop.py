@@ -149,7 +149,14 @@ class KFoldLoop(FitWrapperLoop):
     def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
         fold = self.current_fold
         self._datamodule().setup_fold_index(fold)
-        if not self.resuming_segment:  # a resumed fold keeps the weights and RNG it was saved with
+        # The loaders of a fold are built from the fold selected above, never kept from before (Lightning's sanity
+        # check, or the previous fold, may have built them).
+        self._drop_train_and_val_dataloaders()
+        # A run resumed from a checkpoint continues with the RNG states of the save: inside a fold they are the
+        # draws the interrupted fold would have made next; at a fold boundary the per-fold reseed below (if any)
+        # takes over.
+        self.restore_saved_rng()
+        if not self.resuming_segment:  # a resumed fold keeps the weights it was saved with
             self.restore_weights(self._initial_weights)
             if self._base_seed is not None:
                 reseed(self._base_seed + fold)
@@ -355,6 +362,18 @@ class KFoldLoop(FitWrapperLoop):
         self._fingerprint = state_dict.get("fingerprint")
         self._base_seed = state_dict.get("base_seed")
         self._initial_weights = state_dict.get("initial_weights")
+        self._select_resumed_fold()
+
+    def _select_resumed_fold(self) -> None:
+        """Serve the resumed fold's data from now on: Lightning builds dataloaders (sanity check included) before
+        this loop runs, and they must be the resumed fold's, not fold 0's (whose held-out part a later fold trains on).
+        """
+        trainer = getattr(self, "trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if not isinstance(datamodule, BaseKFoldDataModule) or getattr(datamodule, "folds", None) is None:
+            return  # the datamodule computes its folds later; on_advance_start selects the fold
+        if self.current_fold < min(self.num_folds, len(datamodule.folds)):
+            datamodule.setup_fold_index(self.current_fold)
 
 
 def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:

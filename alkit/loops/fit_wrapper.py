@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from alkit import _seam
+from alkit._rng import get_rng_state, set_rng_state
 from alkit._seam import _FitLoop
 from alkit.lightning import pl
 from alkit.loops.loop import FitLoopStandIn, Loop
@@ -54,6 +55,7 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         self._segment_end_epoch = 0
         self._resumed_mid_segment = False
         self._initial_callback_states: dict[str, dict[str, Any]] = {}
+        self._saved_rng: dict[str, Any] | None = None
 
     def connect(self, fit_loop: _FitLoop) -> None:  # type: ignore[override]
         """Wrap ``fit_loop`` (usually ``trainer.fit_loop``); then assign this loop as ``trainer.fit_loop``."""
@@ -162,6 +164,20 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         if isinstance(metrics, dict):
             metrics[name] = text
 
+    def restore_saved_rng(self) -> bool:
+        """Put back the RNG states saved in the checkpoint this run resumed from (once); whether there were any.
+
+        Every checkpoint a research loop writes carries the state of every global RNG at the save, so a resumed
+        segment draws exactly what the interrupted one would have drawn (dropout masks, data order). A subclass
+        calls this at the point matching the save: just before continuing an interrupted segment, or at a segment
+        boundary before the next segment's preparation.
+        """
+        if self._saved_rng is None:
+            return False
+        set_rng_state(self._saved_rng)
+        self._saved_rng = None
+        return True
+
     # ------------------------------------------------------------------------------------------------------------
     # evaluation from inside fit
     # ------------------------------------------------------------------------------------------------------------
@@ -209,6 +225,7 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
             "segment_active": self._segment_active,
             "segment_end_epoch": self._segment_end_epoch,
             "initial_callback_states": copy.deepcopy(self._initial_callback_states),
+            "rng": get_rng_state(),
         }
 
     def on_load_checkpoint(self, state_dict: dict) -> None:
@@ -216,6 +233,7 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         self._segment_end_epoch = int(state_dict.get("segment_end_epoch", 0))
         self._resumed_mid_segment = self._segment_active
         self._initial_callback_states = copy.deepcopy(state_dict.get("initial_callback_states", {}))
+        self._saved_rng = state_dict.get("rng")
         # Epochs keep counting across segments, but Lightning refuses a checkpoint whose epoch is beyond
         # `trainer.max_epochs` (for a wrapper: rounds, or epochs per fold, read by the subclass in `connect`):
         # let the limits reach the end of the checkpoint's segment.
