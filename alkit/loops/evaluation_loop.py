@@ -261,7 +261,9 @@ class EvaluationEpochLoop(Loop):
         loop._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
 
     def on_iteration_done(self) -> None:
-        super().on_iteration_done()
+        # this loop's reload flags (it has no restart stage: Lightning 2 has no such loop)
+        if _seam.restart_pending(self):
+            _seam.finish_iteration(self)
         # Lightning clears the evaluation loop's restart flags after every batch
         running = self._running
         (running[0] if running else self.evaluation_loop).on_iteration_done()

@@ -117,11 +117,15 @@ class _DataLoaderProgressView:
 
     _standalone_type: type = Progress
 
-    def __init__(self) -> None:  # not the dataclass __init__: `total` and `current` are read through
+    def __init__(self) -> None:  # not the dataclass __init__: no counters of its own
         own = self._standalone_type()
         self.__dict__["_own"] = own
-        self.__dict__["_run"] = own  # the progress counted on: the outer loop's, or `_own` when there is none
-        self.__dict__["_current"] = _DataLoaderTracker(own.current)
+        #: the progress counted on: the outer loop's, or ``_own`` when there is none
+        self.__dict__["_run"] = own
+        #: the run's ``total`` tracker itself (Lightning resets and loads its trackers in place)
+        self.__dict__["total"] = own.total
+        #: this dataloader's counters
+        self.__dict__["current"] = _DataLoaderTracker(own.current)
         #: batches the current dataloader yields (``inf`` when unknown), for ``is_last_batch``
         self.__dict__["max_batches"] = math.inf
 
@@ -129,26 +133,16 @@ class _DataLoaderProgressView:
         """Count a new dataloader from zero, on ``source`` (the outer loop's progress; ``None``: its own counters)."""
         run = self.__dict__["_own"] if source is None else source
         self.__dict__["_run"] = run
+        self.__dict__["total"] = run.total
         self.__dict__["max_batches"] = math.inf
-        self._current.follow(run.current)
-
-    @property
-    def total(self) -> Any:
-        """The outer loop's ``total`` tracker itself."""
-        return self._run.total
-
-    @property
-    def current(self) -> _DataLoaderTracker:
-        """This dataloader's counters."""
-        return self.__dict__["_current"]
+        self.current.follow(run.current)
 
     @property
     def is_last_batch(self) -> bool:
         """Whether the batch being evaluated is the last one of this dataloader (as far as its length is known)."""
         if getattr(self._run, "is_last_batch", False):
             return True
-        ready = self._current.ready
-        return 0 < self.max_batches <= ready
+        return 0 < self.max_batches <= self.current.ready
 
     @is_last_batch.setter
     def is_last_batch(self, value: bool) -> None:
@@ -161,11 +155,11 @@ class _DataLoaderProgressView:
         run.total.reset()
         if hasattr(run, "is_last_batch"):
             run.is_last_batch = False
-        self._current.reset()
+        self.current.reset()
 
     def reset_on_run(self) -> None:
         """Count this dataloader from zero."""
-        self._current.reset()
+        self.current.reset()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Progress):
