@@ -112,6 +112,11 @@ def active_loop(trainer: Any) -> Any:
     return _lightning_active_loop.fget(trainer)
 
 
+def active_loop_getter() -> Callable[[Any], Any]:
+    """Lightning's ``Trainer._active_loop`` getter itself, for callers on a per-batch path."""
+    return _lightning_active_loop.fget
+
+
 def logger_connector(trainer: Any) -> Any:
     """The trainer's logger connector (collects ``self.log`` results per batch)."""
     return trainer._logger_connector

@@ -41,6 +41,10 @@ _EVALUATION_ROLES = {
 }
 
 
+#: Lightning's own `Trainer._active_loop` getter, called directly (no extra call layer on a per-batch path)
+_lightning_active_loop = _seam.active_loop_getter()
+
+
 class Trainer(pl.Trainer):
     """A Lightning ``Trainer`` with the Lightning 1.x loop API: assign ``trainer.fit_loop = MyLoop()``.
 
@@ -102,7 +106,7 @@ class Trainer(pl.Trainer):
     def _active_loop(self) -> Any:
         # Lightning's logger connector and tuner dispatch on the active loop's type (`_FitLoop`, ...): a loop standing
         # in for the FitLoop answers with the FitLoop doing the training. Read several times per batch: kept lean.
-        loop = _seam.active_loop(self)
+        loop = _lightning_active_loop(self)
         while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
             loop = loop.__dict__["_delegate"][0]
         return loop

@@ -25,6 +25,7 @@ from alkit.loops.prediction_loop import PredictionEpochLoop, PredictionLoop
 from alkit.loops.progress import (
     BaseProgress,
     BatchProgress,
+    DataLoaderProgress,
     OptimizationProgress,
     OptimizerProgress,
     ProcessedTracker,
@@ -39,6 +40,7 @@ from alkit.loops.training_epoch_loop import TrainingEpochLoop
 __all__ = [
     "BaseProgress",
     "BatchProgress",
+    "DataLoaderProgress",
     "EvaluationEpochLoop",
     "EvaluationLoop",
     "FitLoop",
