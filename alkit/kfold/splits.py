@@ -7,6 +7,8 @@ a training loop needs on top of it:
 * every bad input (``k < 2``, more folds than samples or than members of the smallest class, ``groups`` of the
   wrong length, an object without ``split``, no training data) is rejected with an error that names the argument,
   the value and what is accepted, *before* any model is trained;
+* every fold the splitter yields is checked before any model is trained: training and held-out parts non-empty,
+  within ``range(n_samples)`` and disjoint (the error names the fold, the problem and a few offending indices);
 * folds are a pure function of the data and the seed: a splitter left with ``random_state=None`` is pinned to the
   seed, so every ``ddp_spawn`` rank and every resumed run computes the very same folds;
 * indices come back as plain ``int64`` numpy arrays, like ``sklearn.model_selection.cross_validate``.
@@ -168,7 +170,7 @@ def make_folds(
         raw = list(splitter.split(placeholder_x, target_array, group_array))
     except ValueError as err:
         raise ValueError(f"splitter={splitter!r} cannot split {n_samples} training samples: {err}") from err
-    folds = [Fold(np.asarray(tr, dtype=np.int64), np.asarray(va, dtype=np.int64)) for tr, va in raw]
+    folds = [_checked_fold(index, tr, va, n_samples, splitter) for index, (tr, va) in enumerate(raw)]
 
     if len(folds) < 1:
         raise ValueError(f"splitter={splitter!r} produced no folds for {n_samples} training samples")
@@ -177,13 +179,57 @@ def make_folds(
             f"k={k} does not match splitter={splitter!r}, which produces {len(folds)} folds: "
             "leave k unset (None) or make it equal to the splitter's number of splits"
         )
-    for index, fold in enumerate(folds):
-        if len(fold.train_indices) == 0 or len(fold.val_indices) == 0:
-            raise ValueError(
-                f"splitter={splitter!r} produced fold {index} with {len(fold.train_indices)} training and "
-                f"{len(fold.val_indices)} held-out samples; every fold needs both"
-            )
     return folds
+
+
+_SHOWN_INDICES = 5
+
+
+def _few(indices: np.ndarray) -> str:
+    """At most a few indices, for an error message."""
+    shown = [int(i) for i in indices[:_SHOWN_INDICES]]
+    return f"[{', '.join(map(str, shown))}{', ...' if len(indices) > _SHOWN_INDICES else ''}]"
+
+
+def _checked_fold(index: int, train: Any, held_out: Any, n_samples: int, splitter: Any) -> Fold:
+    """One fold as ``int64`` arrays, refused unless both parts are non-empty, within range and disjoint.
+
+    Checked for every fold before anything trains: an overlapping fold would report metrics of samples the model
+    trained on, and an index out of range would fail only when that fold's data is first read.
+    """
+    where = f"splitter={splitter!r} produced a bad fold {index}"
+    parts = {}
+    for name, values in (("training", train), ("held-out", held_out)):
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise ValueError(f"{where}: {name} indices have shape {array.shape}, expected a 1-D array of positions")
+        if array.size and not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+            raise ValueError(
+                f"{where}: {name} indices must be integers (positions in the training set), got dtype {array.dtype}"
+            )
+        if array.dtype == np.bool_:  # a mask over the training set, as some splitters return
+            if len(array) != n_samples:
+                raise ValueError(
+                    f"{where}: the {name} mask has {len(array)} entries but the training set has {n_samples} samples"
+                )
+            array = np.flatnonzero(array)
+        array = array.astype(np.int64)
+        if array.size == 0:
+            raise ValueError(f"{where}: it has no {name} samples; every fold needs training and held-out samples")
+        outside = array[(array < 0) | (array >= n_samples)]
+        if outside.size:
+            raise ValueError(
+                f"{where}: {name} indices out of range [0, {n_samples}): {_few(np.unique(outside))} "
+                f"({outside.size} of {array.size}); indices are positions in the training set of {n_samples} samples"
+            )
+        parts[name] = array
+    both = np.intersect1d(parts["training"], parts["held-out"])
+    if both.size:
+        raise ValueError(
+            f"{where}: {both.size} held-out samples are also training samples (indices {_few(both)}); "
+            "training and held-out parts must be disjoint, else held-out metrics score samples the model trained on"
+        )
+    return Fold(parts["training"], parts["held-out"])
 
 
 def read_targets(dataset: Dataset) -> np.ndarray:
