@@ -248,6 +248,16 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 f"set (size {size}); accepted: 0..{available}."
             )
         initially = int(mask.sum()) + (initial_num_labels or 0)
+        pool_at_start = size - initially
+        if pool_size is not None:
+            pool_at_start = min(pool_at_start, pool_size)
+        if 0 < pool_at_start < self.query_size:
+            raise ValueError(
+                f"`query_size={query_size}` exceeds the {pool_at_start} samples the first round scores (training set "
+                f"of {size}, {initially} labelled at the start"
+                + (f", pool_size={pool_size}" if pool_size is not None else "")
+                + f"): every round would label its whole pool, whatever the heuristic; accepted: 1..{pool_at_start}."
+            )
         num_val = math.ceil(round(self.val_split * initially, 9)) if self.val_split else 0  # 0.1 * 30 -> 3
         if self.val_split is not None and initially == 0:
             raise ValueError(

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alkit.lightning import pl
-from alkit.vision.datasets import ImageFolderDataset, UnlabelledImageDataset, is_flat_folder
+from alkit.vision.datasets import ImageFolderDataset, UnlabelledImageDataset, find_class_folders, is_flat_folder
 from alkit.vision.transforms import eval_transform, train_transform
 
 __all__ = ["ImageClassificationData"]
@@ -130,11 +130,11 @@ class ImageClassificationData(pl.LightningDataModule):
                 both ImageNet-normalised), a mapping ``{"train": ..., "eval": ...}`` overriding either, or one
                 callable used for every split (then determinism of evaluation is the caller's responsibility).
             seed: seeds the shuffling of the training DataLoader, so two runs see batches in the same order.
-            check_images: parse every file's header now (about 0.2 ms per file; see
-                :func:`alkit.vision.images.check_image_header`) so a non-image fails here with its path, not inside a
-                DataLoader worker mid-epoch. Full decoding would cost ~2 ms per file (~1 s for 400 images, minutes
-                for large sets) for little gain: a file with a valid header but truncated pixels still raises an
-                error naming its path when loaded.
+            check_images: parse every file's header now and check that a JPEG/PNG file has its end marker (about
+                0.2 ms per file; see :func:`alkit.vision.images.check_image_header`) so a non-image or a truncated
+                JPEG/PNG fails here with its path, not inside a DataLoader worker mid-epoch. Full decoding would cost
+                ~2 ms per file (~1 s for 400 images, minutes for large sets) for little gain: a file damaged in
+                another way still raises an error naming its path when loaded.
         """
         _check_positive_int("batch_size", batch_size)
         _check_positive_int("num_workers", num_workers, minimum=0)
@@ -158,6 +158,13 @@ class ImageClassificationData(pl.LightningDataModule):
             if folder is None:
                 labelled[name] = None
                 continue
+            if classes is None:  # the first labelled folder defines the classes: a classifier needs two or more
+                found = find_class_folders(folder)
+                if len(found) == 1:
+                    raise ValueError(
+                        f"{name}={os.fspath(folder)!r} has a single class folder {found}: classification needs at "
+                        "least 2 classes; accepted: a folder with 2 or more <class>/ sub-folders of images"
+                    )
             dataset = ImageFolderDataset.from_folder(folder, classes, check_images=check_images, argument=name)
             classes = dataset.classes
             labelled[name] = dataset

@@ -30,11 +30,39 @@ def find_class_folders(folder: str | os.PathLike) -> list[str]:
     )
 
 
+_TAIL_BYTES = 4096
+_END_MARKERS = ((b"\xff\xd8\xff", b"\xff\xd9", "JPEG"), (b"\x89PNG\r\n\x1a\n", b"IEND", "PNG"))
+
+
+def _check_not_truncated(path: str) -> None:
+    """A JPEG or PNG file must end with its end marker (JPEG EOI, PNG IEND) in its last few KB.
+
+    A cut-off download or copy keeps a valid header (so :func:`check_image_header` accepts it) but loses the end
+    marker. Reading the first and last few bytes costs a fraction of decoding; a file without the marker there is
+    decoded in full, so one carrying extra data after its image (a motion photo) still passes. Other formats are
+    left to the loader, which names the file too.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        magic = next((entry for entry in _END_MARKERS if head.startswith(entry[0])), None)
+        if magic is None:
+            return
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - _TAIL_BYTES))
+        if magic[1] in handle.read():
+            return
+    try:
+        load_rgb(path)
+    except ImageLoadError as error:
+        reason = error.__cause__ or error
+        raise ImageLoadError(f"{path!r} is a truncated or damaged {magic[2]} file: {reason}") from error
+
+
 def _check_headers(paths: Sequence[str], where: str) -> None:
     bad = []
     for path in paths:
         try:
             check_image_header(path)
+            _check_not_truncated(path)
         except ImageLoadError as error:
             bad.append(str(error))
     if bad:

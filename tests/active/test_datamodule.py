@@ -279,6 +279,12 @@ def test_index_invariants_over_random_settings():
         pool_size = None if settings.random() < 0.5 else int(settings.integers(1, 20))
         val_split = None if initial < 3 or settings.random() < 0.5 else 0.3
         heuristic = ["bald", "margin", "power_bald", "random"][trial % 4]
+        if 0 < min(n - initial, pool_size or n) < query_size:  # would label the whole pool every round: refused
+            with pytest.raises(ValueError, match=f"query_size={query_size}"):
+                ActiveLearningDataModule(
+                    TinyData(n=n), heuristic, initial_num_labels=initial, query_size=query_size, pool_size=pool_size
+                )
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dm = ActiveLearningDataModule(

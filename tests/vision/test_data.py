@@ -90,7 +90,7 @@ def test_truncated_file_fails_at_load_naming_its_path_also_in_a_worker(image_tre
     good = write_image(image_tree / "bees" / "big.jpg", "RGB", size=(200, 200), seed=99)
     data = good.read_bytes()
     good.write_bytes(data[: len(data) // 3])  # header intact, pixels cut off
-    dm = _dm(image_tree, batch_size=32, num_workers=1)  # the header check lets it through
+    dm = _dm(image_tree, batch_size=32, num_workers=1, check_images=False)  # unchecked up front (see test_early_errors)
     with pytest.raises(ImageLoadError, match="big.jpg"):
         for _ in dm.make_dataloader(dm.train_dataset_for_inference()):
             pass
@@ -164,6 +164,7 @@ def test_missing_folders_are_named(tmp_path: Path):
     with pytest.raises(ValueError, match="at least one of train_folder"):
         ImageClassificationData.from_folders()
     (tmp_path / "empty" / "ants").mkdir(parents=True)
+    (tmp_path / "empty" / "bees").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="train_folder=.*no image files"):
         ImageClassificationData.from_folders(train_folder=tmp_path / "empty")
 
