@@ -31,6 +31,11 @@ def _safe_types() -> list[Any]:
     return types
 
 
+# Registered for every weights-only load, Lightning's own included (``load_from_checkpoint``, ``fit(ckpt_path=)``
+# under torch >= 2.6): a checkpoint of ``ImageClassifier(optimizer=torch.optim.AdamW)`` then loads there too.
+torch.serialization.add_safe_globals(_safe_types())
+
+
 class UnsafeCheckpointError(ValueError):
     """A checkpoint holds objects other than tensors and plain Python: alkit refuses to unpickle it."""
 
@@ -41,8 +46,7 @@ def load_checkpoint(path: str | os.PathLike, argument: str, map_location: Any = 
     if not path.is_file():
         raise FileNotFoundError(f"{argument}={os.fspath(path)!r}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(_safe_types()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()
         detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), "")

@@ -184,3 +184,25 @@ def test_a_truncated_checkpoint_names_its_path(tmp_path):
         with pytest.raises(ValueError) as caught:
             attempt()
         assert argument in str(caught.value) and str(truncated) in str(caught.value), str(caught.value)
+
+
+def test_image_classifier_load_from_checkpoint_refuses_a_malicious_file(malicious):
+    from alkit.vision import ImageClassifier
+
+    path, _ = malicious
+    with pytest.raises(ValueError) as caught:
+        ImageClassifier.load_from_checkpoint(path)
+    _assert_refused(caught.value, "checkpoint_path", path)
+
+
+def test_an_optimizer_class_in_hyper_parameters_loads_weights_only(tmp_path):
+    """``ImageClassifier(optimizer=torch.optim.SGD)`` saves the class: one of the safe types alkit registers."""
+    from alkit.vision import ImageClassifier
+
+    model = ImageClassifier("resnet18", num_classes=2, pretrained=False, optimizer=torch.optim.SGD)
+    trainer = alkit.Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    assert torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]["optimizer"] is torch.optim.SGD
+    loaded = ImageClassifier.load_from_checkpoint(tmp_path / "model.ckpt")
+    assert loaded.hparams.optimizer is torch.optim.SGD

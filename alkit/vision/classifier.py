@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from alkit._checkpoint import check_checkpoint
 from alkit.lightning import pl
 from alkit.vision.backbones import build_backbone
 from alkit.vision.images import load_rgb
@@ -146,6 +147,8 @@ class ImageClassifier(pl.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):  # type: ignore[override]
         """Lightning's loader, but without fetching pretrained weights the checkpoint's state dict overwrites anyway."""
         kwargs.setdefault("pretrained", False)
+        if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in os.fspath(checkpoint_path):
+            check_checkpoint(checkpoint_path, "checkpoint_path")  # weights only, whatever Lightning's default
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def setup(self, stage: str) -> None:
