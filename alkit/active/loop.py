@@ -89,6 +89,8 @@ class ActiveLearningLoop(FitWrapperLoop):
     After the run :attr:`history` holds one :class:`~alkit.active.RoundRecord` per round.
     """
 
+    checkpoint_kind = "active-learning"
+
     def __init__(
         self,
         label_epoch_frequency: int = 1,
@@ -377,7 +379,7 @@ class ActiveLearningLoop(FitWrapperLoop):
     def on_load_checkpoint(self, state_dict: dict) -> None:
         super().on_load_checkpoint(state_dict)
         if "current_round" not in state_dict:
-            return  # not an ActiveLearningLoop checkpoint (e.g. a plain fit's): start from round 0
+            return  # unreachable: FitWrapperLoop refused a checkpoint of another kind of run
         self.current_round = int(state_dict["current_round"])
         self.history = ActiveLearningHistory()
         self.history.load_state_dict(state_dict["history"])

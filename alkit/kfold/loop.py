@@ -66,6 +66,8 @@ class KFoldLoop(FitWrapperLoop):
     ``ensemble/<name>``; the progress bar shows ``fold=i/k``.
     """
 
+    checkpoint_kind = "k-fold"
+
     def __init__(
         self,
         num_folds: int,
@@ -349,7 +351,7 @@ class KFoldLoop(FitWrapperLoop):
     def on_load_checkpoint(self, state_dict: dict) -> None:
         super().on_load_checkpoint(state_dict)
         if "current_fold" not in state_dict:
-            return  # not a KFoldLoop checkpoint (e.g. a plain fit's): start the cross-validation from fold 0
+            return  # unreachable: FitWrapperLoop refused a checkpoint of another kind of run
         saved_folds = int(state_dict["num_folds"])
         if saved_folds != self.num_folds:
             raise ValueError(

@@ -48,6 +48,9 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
     #: the wrapper's own limits (set by ``connect``), not the wrapped loop's
     min_epochs: int | None = None
     max_epochs: int | None = None
+    #: the kind of run written into this loop's checkpoints (``"k-fold"``, ``"active-learning"``); a checkpoint of
+    #: another kind, or one without research-loop state (a plain Lightning fit's), is refused on load. ``None``: any.
+    checkpoint_kind: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -226,9 +229,11 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
             "segment_end_epoch": self._segment_end_epoch,
             "initial_callback_states": copy.deepcopy(self._initial_callback_states),
             "rng": get_rng_state(),
+            "kind": self.checkpoint_kind,
         }
 
     def on_load_checkpoint(self, state_dict: dict) -> None:
+        self._check_checkpoint_kind(state_dict)
         self._segment_active = bool(state_dict.get("segment_active", False))
         self._segment_end_epoch = int(state_dict.get("segment_end_epoch", 0))
         self._resumed_mid_segment = self._segment_active
@@ -240,3 +245,35 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         for loop in (self, self.__dict__.get("fit_loop")):
             if loop is not None and "max_epochs" in loop.__dict__ and loop.max_epochs not in (None, -1):
                 loop.max_epochs = max(loop.max_epochs, self._segment_end_epoch)
+
+    def _check_checkpoint_kind(self, state_dict: dict) -> None:
+        """Refuse, before anything trains, a checkpoint written by another kind of run than this loop's."""
+        expected = self.checkpoint_kind
+        if expected is None:
+            return
+        saved = state_dict.get("kind") if isinstance(state_dict, dict) else None
+        if saved is None and isinstance(state_dict, dict):  # written before the marker existed
+            saved = next((kind for key, kind in _KIND_OF_STATE_KEY.items() if key in state_dict), None)
+        if saved == expected:
+            return
+        name = type(self).__name__
+        if saved is None:
+            raise ValueError(
+                f"ckpt_path is not {_with_article(expected)} checkpoint: it holds no research-loop state (a plain "
+                f"Lightning fit's), so {name} cannot resume from it. To start {_with_article(expected)} run from its "
+                "weights, load them into the model (model.load_state_dict(torch.load(path, weights_only=True)"
+                "['state_dict'])) and call fit without ckpt_path."
+            )
+        raise ValueError(
+            f"ckpt_path is a checkpoint written by {_with_article(saved)} run, but this is {_with_article(expected)} "
+            f"run ({name}): resume it from one of its own checkpoints (accepted: checkpoints of "
+            f"{_with_article(expected)} run)"
+        )
+
+
+#: the state key each research loop wrote before checkpoints carried a kind marker
+_KIND_OF_STATE_KEY = {"current_fold": "k-fold", "current_round": "active-learning"}
+
+
+def _with_article(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
