@@ -3,8 +3,9 @@
 A checkpoint is a pickle, and unpickling an untrusted pickle runs whatever code it names. Every file alkit reads
 (fold checkpoints, resume checkpoints, weights files) goes through :func:`load_checkpoint`, i.e. ``torch.load`` with
 ``weights_only=True``; a file alkit hands to Lightning (``trainer.fit(ckpt_path=...)``) is first checked with
-:func:`check_checkpoint`, so that the same guarantee holds with every supported Lightning (2.4 and 2.5 do not take
-``weights_only`` in ``Trainer.fit``). Errors name the argument and the file.
+:func:`check_checkpoint`, so that the same guarantee holds with every supported Lightning (2.4 and 2.5 load a
+``ckpt_path`` with ``weights_only=False`` and do not take ``weights_only`` in ``Trainer.fit``). Errors name the
+argument and the file.
 """
 
 from __future__ import annotations

@@ -211,14 +211,17 @@ class Trainer(pl.Trainer):
 
     def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
+        _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
         return super().validate(model, *args, **kwargs)
 
     def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
+        _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
         return super().test(model, *args, **kwargs)
 
     def predict(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
+        _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
         return super().predict(model, *args, **kwargs)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
@@ -292,9 +295,11 @@ def _check_run_arguments(model: Any, args: tuple, kwargs: dict) -> None:
 
 
 def _check_ckpt_path(ckpt_path: Any) -> None:
-    """A local checkpoint file to resume from is read with ``weights_only=True`` first, whatever Lightning does.
+    """A local checkpoint file to resume or evaluate from is read with ``weights_only=True`` first, whatever Lightning
+    does.
 
-    Lightning 2.6 takes ``weights_only`` in ``fit``; 2.4 and 2.5 do not, and a pickle that names code would run it.
+    Lightning 2.4 and 2.5 load it with ``torch.load(weights_only=False)``, so a pickle naming code would run it; 2.6
+    takes ``weights_only`` in ``fit`` (default: torch's, ``True`` since torch 2.6).
     Lightning's special values (``"last"``, ``"best"``, ``"hpc"``, ``"registry..."``) and URLs are left to Lightning.
     """
     if ckpt_path is None or not isinstance(ckpt_path, (str, os.PathLike)):

@@ -206,3 +206,13 @@ def test_an_optimizer_class_in_hyper_parameters_loads_weights_only(tmp_path):
     assert torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]["optimizer"] is torch.optim.SGD
     loaded = ImageClassifier.load_from_checkpoint(tmp_path / "model.ckpt")
     assert loaded.hparams.optimizer is torch.optim.SGD
+
+
+@pytest.mark.parametrize("method", ["validate", "test", "predict"])
+def test_trainer_evaluation_ckpt_path_refuses_a_malicious_file(tmp_path, malicious, method):
+    path, _ = malicious
+    trainer = alkit.Trainer(default_root_dir=tmp_path, **QUIET)
+    datamodule = BlobDataWithTest(n=24)
+    with pytest.raises(ValueError) as caught:
+        getattr(trainer, method)(Classifier(), datamodule=datamodule, ckpt_path=path)
+    _assert_refused(caught.value, "ckpt_path", path)
