@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 
 from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
 from alkit.lightning import check_namespace, pl
@@ -213,8 +213,18 @@ class KFoldDataModule(BaseKFoldDataModule):
         if isinstance(generator, torch.Generator) and self.fold_index is not None:
             # A seeded loader of the wrapped datamodule: a fresh generator per fold, so a fold's data order does not
             # depend on the folds before it (nor on a resume).
-            kwargs["generator"] = torch.Generator().manual_seed(generator.initial_seed() + self.fold_index)
-        return DataLoader(self._require_fold()[0], shuffle=settings["shuffle"], **kwargs)
+            generator = kwargs["generator"] = torch.Generator().manual_seed(generator.initial_seed() + self.fold_index)
+        dataset = self._require_fold()[0]
+        sampler_type = _ResumableRandomSampler if settings["shuffle"] else _ResumableSampler
+        sampler = sampler_type(dataset, shuffle=settings["shuffle"], generator=generator)
+        return _FoldTrainLoader(dataset, sampler=sampler, progress=self._batches_done_in_epoch, **kwargs)
+
+    def _batches_done_in_epoch(self) -> int | None:
+        """Training batches of the current epoch already done (read when a checkpoint is saved)."""
+        trainer = self.trainer
+        progress = getattr(getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "batch_progress", None)
+        ready = getattr(getattr(progress, "current", None), "ready", None)
+        return ready if isinstance(ready, int) else None
 
     def val_dataloader(self) -> DataLoader:
         kwargs = dict(self.loader_settings["kwargs"], drop_last=False)  # every held-out sample is evaluated
@@ -384,3 +394,93 @@ def _loader_settings(loader: DataLoader | None, datamodule: pl.LightningDataModu
         kwargs.pop("prefetch_factor", None)
         kwargs["persistent_workers"] = False
     return {"shuffle": isinstance(loader.sampler, RandomSampler), "kwargs": kwargs}
+
+
+class _ResumableSampler(Sampler):
+    """``RandomSampler``'s order (same draws from the same RNGs) or the sequential one, able to replay an epoch.
+
+    The generator state an epoch's order came from is kept, so that a checkpoint written inside the epoch lets the
+    resumed run continue with exactly the batches the interrupted one had still to train on.
+    """
+
+    def __init__(self, data_source: Dataset, shuffle: bool, generator: torch.Generator | None = None) -> None:
+        self.data_source = data_source
+        self.shuffle = shuffle
+        self.generator = generator
+        self.epoch_state: torch.Tensor | None = None
+        self._replay_state: torch.Tensor | None = None
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __iter__(self):
+        n, skip = len(self.data_source), self.skip
+        self.skip = 0
+        if not self.shuffle:
+            yield from range(skip, n)
+            return
+        if self._replay_state is not None:
+            generator = self.generator if self.generator is not None else torch.Generator()
+            generator.set_state(self._replay_state)
+            self._replay_state = None
+        elif self.generator is None:  # as RandomSampler: a fresh generator seeded from torch's global RNG
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator()
+            generator.manual_seed(seed)
+        else:
+            generator = self.generator
+        self.epoch_state = generator.get_state()
+        yield from torch.randperm(n, generator=generator).tolist()[skip:]
+
+    @property
+    def replaying(self) -> bool:
+        return self.skip > 0
+
+    def replay(self, state: torch.Tensor | None, skip: int) -> None:
+        """Make the next epoch the one whose order came from ``state``, without its first ``skip`` samples."""
+        self._replay_state = state
+        self.skip = skip
+
+
+class _ResumableRandomSampler(_ResumableSampler, RandomSampler):
+    """The shuffling :class:`_ResumableSampler`, a ``RandomSampler`` to whoever asks (Lightning, under DDP, replaces
+    it with a shuffling ``DistributedSampler`` as it would a plain one)."""
+
+    replacement = False
+    _num_samples = None
+
+
+class _FoldTrainLoader(DataLoader):
+    """A fold's training loader that Lightning saves into checkpoints and restores (``state_dict``/``load_state_dict``)
+    so that a run resumed inside an epoch trains on the very batches the interrupted one had left."""
+
+    def __init__(self, *args: Any, progress: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def __iter__(self) -> Any:
+        if isinstance(self.sampler, _ResumableSampler) and self.sampler.replaying:
+            # Continuing an epoch: its iterator (and the draw from torch's RNG that creating one makes) dates from
+            # before the checkpoint, so creating it again must leave the restored RNG state as it is.
+            state = torch.get_rng_state()
+            try:
+                return super().__iter__()
+            finally:
+                torch.set_rng_state(state)
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, Any]:
+        sampler = self.sampler
+        done = self.progress() if callable(self.progress) else None
+        if not isinstance(sampler, _ResumableSampler) or done is None or self.batch_size is None:
+            return {}
+        return {"epoch_state": sampler.epoch_state, "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        sampler = self.sampler
+        done = int(state_dict.get("batches_done") or 0)
+        if not 0 < done < len(self):  # nothing of the epoch done, or all of it: the next epoch is a fresh one
+            return
+        if isinstance(sampler, _ResumableSampler) and self.batch_size is not None:
+            sampler.replay(state_dict.get("epoch_state"), int(state_dict["batches_done"]) * self.batch_size)

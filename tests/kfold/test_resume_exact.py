@@ -61,11 +61,6 @@ def _assert_same(a, b):
             assert torch.equal(wa[name], wb[name]), name
 
 
-# Inside an epoch the fold's training loader would have to resume its order (Lightning warns: "your dataloader is
-# not resumable"); not done yet.
-_MID_EPOCH = pytest.mark.xfail(strict=True, reason="mid-epoch resume needs a resumable fold training loader")
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
@@ -77,9 +72,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize(
     "kill_after, every_n_train_steps",
     [
-        pytest.param(13, 3, marks=_MID_EPOCH),  # last.ckpt of step 12: inside the first epoch of fold 1
+        (13, 3),  # last.ckpt of step 12: inside the first epoch of fold 1
         (16, 5),  # last.ckpt of step 15: fold 1's first epoch ended, its second not started
-        pytest.param(19, 3, marks=_MID_EPOCH),  # last.ckpt of step 18: inside fold 1's last epoch
+        (19, 3),  # last.ckpt of step 18: inside fold 1's last epoch
     ],
 )
 def test_resume_from_a_mid_fold_last_ckpt_equals_the_uninterrupted_run(
