@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader
 
 from alkit.kfold import kfold_fit
 from tests.kfold._helpers import QUIET, BlobDataWithTest, Classifier
@@ -31,12 +32,20 @@ class _KillAfterStep(Callback):
             raise _Killed(f"killed after step {self.step}")
 
 
-def _run(root, model, callbacks=(), every_n_train_steps=None, **kwargs):
+class _SeededLoaderData(BlobDataWithTest):
+    """A training loader shuffled by its own seeded generator (the fold loaders get one per fold)."""
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(7)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
+
+
+def _run(root, model, callbacks=(), every_n_train_steps=None, data=BlobDataWithTest, **kwargs):
     checkpoint = ModelCheckpoint(dirpath=root / "ckpts", save_last=True, every_n_train_steps=every_n_train_steps)
     settings = dict(QUIET, enable_checkpointing=True)
     return kfold_fit(
         model,
-        BlobDataWithTest(),
+        data(),
         k=3,
         seed=1,
         max_epochs=2,
@@ -98,4 +107,19 @@ def test_resume_from_a_fold_boundary_checkpoint_equals_the_uninterrupted_run(tmp
     with pytest.raises(_Killed):
         _run(root, model, callbacks=[_KillAfterStep(2 * STEPS_PER_FOLD + 3)], every_n_train_steps=3)
     resumed = _run(root, model, every_n_train_steps=3, ckpt_path=root / "kfold" / fold_checkpoint)
+    _assert_same(expected, resumed)
+
+
+def test_mid_epoch_resume_with_a_seeded_training_loader_equals_the_uninterrupted_run(tmp_path):
+    model = Classifier()
+    expected = _run(tmp_path / "a", model, every_n_train_steps=3, data=_SeededLoaderData)
+    with pytest.raises(_Killed):
+        _run(tmp_path / "b", model, callbacks=[_KillAfterStep(13)], every_n_train_steps=3, data=_SeededLoaderData)
+    resumed = _run(
+        tmp_path / "b",
+        model,
+        every_n_train_steps=3,
+        data=_SeededLoaderData,
+        ckpt_path=tmp_path / "b" / "ckpts" / "fold_1" / "last.ckpt",
+    )
     _assert_same(expected, resumed)
