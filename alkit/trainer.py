@@ -15,6 +15,7 @@ parity tests check it). What it adds:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -332,3 +333,8 @@ def _requires_optimizer_idx(training_step: Any) -> bool:
 
     parameter = inspect.signature(training_step).parameters.get("optimizer_idx")
     return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+# The Trainer's arguments as Lightning declares them: `PL_TRAINER_<FLAG>` environment defaults, argument parsers and
+# `help(alkit.Trainer)` read them from this signature (alkit's `__init__` forwards `*args, **kwargs`).
+Trainer.__init__.__signature__ = inspect.signature(pl.Trainer.__init__)  # type: ignore[attr-defined]

@@ -123,7 +123,7 @@ class Loop(_Loop):
         # Called only when normal lookup fails.
         if name == "trainer":
             raise RuntimeError(
-                f"The loop `{type(self).__name__}` is not attached to a Trainer yet. Attach it first, e.g."
+                f"The loop is not attached to a Trainer yet (`{type(self).__name__}`). Attach it first, e.g."
                 " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
             )
         # A loop written from scratch that takes the FitLoop's place answers the fit-loop reads Lightning makes

@@ -88,7 +88,7 @@ def test_skip_returns_on_skip_without_running():
 def test_loop_is_constructible_without_trainer_and_says_so():
     loop = loops.FitLoop(max_epochs=2)
     assert not loop.is_attached
-    with pytest.raises(RuntimeError, match="not attached to a Trainer"):
+    with pytest.raises(RuntimeError, match="The loop is not attached to a Trainer"):
         _ = loop.trainer
     with pytest.raises(RuntimeError, match="TrainingEpochLoop"):
         _ = loop.epoch_loop.trainer

@@ -117,3 +117,11 @@ def test_an_unattached_loop_keeps_none_for_the_limits_it_was_not_given():
     loop = loops.FitLoop()
     assert (loop.min_epochs, loop.max_epochs) == (None, None)
     assert (loop.epoch_loop.min_steps, loop.epoch_loop.max_steps) == (None, -1)
+
+
+def test_pl_trainer_environment_defaults_apply_to_alkit_trainer(monkeypatch):
+    # Lightning reads `PL_TRAINER_<FLAG>` defaults from the Trainer's signature; alkit's must be Lightning's.
+    monkeypatch.setenv("PL_TRAINER_MAX_STEPS", "7")
+    trainer = alkit.Trainer(logger=False, enable_checkpointing=False)
+    assert trainer.max_steps == 7
+    assert trainer.fit_loop.epoch_loop.max_steps == 7
