@@ -1,7 +1,8 @@
 """Loop overhead: ``alkit.Trainer`` vs ``pytorch_lightning.Trainer`` vs a plain PyTorch loop, side by side.
 
 A tiny model makes the per-step cost of the loop machinery dominate. Four configurations are interleaved round by
-round (so machine noise hits them alike) and the median per-step time of each is reported with the ratios:
+round, each round starting with another one (so machine noise and the position in a round hit them alike), and the
+median per-step time of each is reported with the ratios:
 
 - ``lightning``: ``pytorch_lightning.Trainer``;
 - ``alkit``: ``alkit.Trainer`` with its default loops (a user who never replaces a loop);
@@ -20,6 +21,7 @@ Wall-clock time is the measure; the process CPU time is printed too, as a check 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import statistics
 import time
@@ -131,15 +133,21 @@ def main() -> None:
     time_lightning(alkit.Trainer, 50, args.width, replace_optimizer_loop)
     wall: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            seconds, cpu_seconds = run()
+    names = list(runs)
+    for round_index in range(args.rounds):
+        # each round starts with another configuration, so no configuration always runs first or last
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+            gc.collect()
+            seconds, cpu_seconds = runs[name]()
             wall[name].append(seconds)
             cpu[name].append(cpu_seconds)
     median = {name: statistics.median(values) for name, values in wall.items()}
     median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     model = f"MLP 32-{args.width}-2" if args.width else "Linear(32, 2)"
-    print(f"model: {model}, batch {BATCH}, steps per run: {args.steps}, rounds: {args.rounds} (interleaved), 1 thread")
+    print(
+        f"model: {model}, batch {BATCH}, steps per run: {args.steps}, rounds: {args.rounds} (interleaved, order"
+        " rotated each round), 1 thread"
+    )
     for name, value in median.items():
         runs_text = ", ".join(f"{v * 1e3:.3f}" for v in wall[name])
         print(f"  {name:<10} {value * 1e3:.3f} ms/step, CPU {median_cpu[name] * 1e3:.3f}   (runs: {runs_text})")
