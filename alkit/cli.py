@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except DemoError as error:
         name = " ".join(part for part in ("alkit", args.command, getattr(args, "demo", None)) if part)
-        print(f"{name}: error: {error}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
+        print(f"{name}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ __all__ = [
     "find_shared",
     "format_table",
     "new_output_dir",
+    "one_line",
     "quiet_lightning",
     "resolve_weights",
     "check_minimums",
@@ -93,7 +94,23 @@ def resolve_weights(backbone: str, weights: str | os.PathLike | None) -> tuple[b
             f"--weights {os.fspath(weights)!r}: no such file; accepted: a path to a state dict or one of "
             f"{list(_WEIGHT_KEYWORDS)}"
         )
+    from alkit.vision.backbones import read_state_dict
+
+    try:  # read now, weights-only (no code runs from the file), so a bad file fails before any folder is created
+        read_state_dict(path, argument="--weights")
+    except (ValueError, OSError) as error:
+        reason = one_line(error.__cause__ or error)
+        raise DemoError(
+            f"--weights {os.fspath(weights)!r} is not a loadable state dict ({reason}); accepted: a file holding a "
+            f"state dict of tensors (read with torch.load(weights_only=True)) or one of {list(_WEIGHT_KEYWORDS)}"
+        ) from error
     return str(path), f"weights from {path}", None
+
+
+def one_line(error: BaseException | str, limit: int = 400) -> str:
+    """``error``'s message on one line (lines joined, whitespace collapsed, at most ``limit`` characters)."""
+    text = " ".join(str(error).split()) or (type(error).__name__ if isinstance(error, BaseException) else "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def new_output_dir(kind: str, output: str | os.PathLike | None = None, overwrite: bool = False) -> Path:

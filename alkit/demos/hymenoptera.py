@@ -44,6 +44,7 @@ from alkit.demos._common import (
     find_shared,
     format_table,
     new_output_dir,
+    one_line,
     quiet_lightning,
     resolve_weights,
     write_text_atomic,
@@ -76,9 +77,22 @@ def default_data_dir() -> Path:
     return find_shared("hymenoptera_data") or Path("data") / "hymenoptera_data"
 
 
+class _ExplicitStore(argparse._StoreAction):
+    """``store`` that also records the flag as given on the command line, so ``--quick`` leaves it alone."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        super().__call__(parser, namespace, values, option_string)
+        explicit = set(getattr(namespace, "_explicit", ()))
+        explicit.add(self.dest)
+        namespace._explicit = explicit
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The demo's flags (shared by ``alkit demo hymenoptera`` and ``python -m alkit.demos.hymenoptera``)."""
     from alkit.active.heuristics import HEURISTIC_NAMES
+
+    parser.register("action", None, _ExplicitStore)  # every plain flag below records that it was given
+    parser.register("action", "store", _ExplicitStore)
 
     parser.add_argument(
         "--data-dir",
@@ -147,9 +161,11 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     (``None``: the whole pool is scored every round).
     """
     args.pool_size = None
-    if args.quick:
+    if args.quick:  # presets for the flags not given: an explicit flag wins, then is checked like any other
+        explicit = getattr(args, "_explicit", set())
         for name, value in QUICK.items():
-            setattr(args, name, value)
+            if name not in explicit:
+                setattr(args, name, value)
     check_minimums(
         [
             ("--image-size", args.image_size, 32),
@@ -183,10 +199,10 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     train_dir, test_dir = data_dir / "train", data_dir / "val"
     if not train_dir.is_dir():
         raise DemoError(
-            f"--data-dir {str(data_dir)!r} has no train/ folder: the hymenoptera images are missing. Get them with\n"
-            "    python data_scripts/download_hymenoptera.py            (downloads into data/hymenoptera_data)\n"
-            "or  python data_scripts/download_hymenoptera.py --from hymenoptera_data.zip   (a copy you already have)\n"
-            "or pass --data-dir to a folder holding train/<class>/ and val/<class>/ images."
+            f"--data-dir {str(data_dir)!r} has no train/ folder: the hymenoptera images are missing; get them with "
+            "`python data_scripts/download_hymenoptera.py` (downloads into data/hymenoptera_data) or "
+            "`python data_scripts/download_hymenoptera.py --from hymenoptera_data.zip` (a copy you already have); "
+            "accepted: a --data-dir folder holding train/<class>/ (and val/<class>/) images"
         )
     args.data_dir, args.train_dir = data_dir, train_dir
     args.test_dir = test_dir if test_dir.is_dir() else None
@@ -257,19 +273,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from alkit.lightning import pl
         from alkit.vision import ImageClassificationData, ImageClassifier
         from alkit.vision.backbones import backbone_spec
+        from alkit.vision.images import ImageLoadError
 
         pl.seed_everything(args.seed, verbose=False)
         if args.weights_warning:
             print(f"warning: {args.weights_warning}", file=sys.stderr)
+        try:  # every image header checked and the classes counted now (a truncated JPEG/PNG, a single class)
+            images = ImageClassificationData.from_folders(
+                train_folder=args.train_dir,
+                test_folder=args.test_dir,
+                batch_size=args.batch_size,
+                image_size=args.image_size,
+                seed=args.seed,
+            )
+        except (ValueError, OSError, ImageLoadError) as error:
+            raise DemoError(
+                f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: a folder holding "
+                "train/<class>/ (and val/<class>/) readable images of 2 or more classes"
+            ) from error
         try:
             datamodule = ActiveLearningDataModule(
-                ImageClassificationData.from_folders(
-                    train_folder=args.train_dir,
-                    test_folder=args.test_dir,
-                    batch_size=args.batch_size,
-                    image_size=args.image_size,
-                    seed=args.seed,
-                ),
+                images,
                 heuristic=args.heuristic,
                 initial_num_labels=args.initial_labels,
                 query_size=args.query_size,
@@ -281,23 +305,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except (ValueError, OSError) as error:  # checked before the output folder exists and anything trains
             raise DemoError(
                 f"the settings do not fit the images in {args.train_dir} (--initial-labels {args.initial_labels}, "
-                f"--val-split {args.val_split}, --query-size {args.query_size}): {error}"
+                f"--val-split {args.val_split}, --query-size {args.query_size}): {one_line(error)}"
             ) from error
-        output = new_output_dir("hymenoptera", args.output, overwrite=args.overwrite)
         head = torch.nn.Sequential(
             torch.nn.Dropout(p=args.dropout),
             torch.nn.Linear(backbone_spec(args.backbone).num_features, datamodule.num_classes),
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the choice of weights was reported above
-            model = ImageClassifier(
-                backbone=args.backbone,
-                head=head,
-                num_classes=datamodule.num_classes,
-                pretrained=args.pretrained,
-                learning_rate=args.learning_rate,
-                image_size=args.image_size,
-            )
+        try:  # the weights are loaded into the backbone before the output folder exists
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the choice of weights was reported above
+                model = ImageClassifier(
+                    backbone=args.backbone,
+                    head=head,
+                    num_classes=datamodule.num_classes,
+                    pretrained=args.pretrained,
+                    learning_rate=args.learning_rate,
+                    image_size=args.image_size,
+                )
+        except (ValueError, OSError) as error:
+            raise DemoError(
+                f"--weights {str(args.weights)!r} does not fit --backbone {args.backbone}: {one_line(error)}; "
+                "accepted: a state dict of that backbone, 'auto', 'imagenet' or 'none'"
+            ) from error
+        output = new_output_dir("hymenoptera", args.output, overwrite=args.overwrite)
 
         print(
             f"alkit demo hymenoptera: {args.rounds} rounds of +{args.query_size} labels ({args.heuristic}, "

@@ -27,6 +27,7 @@ from alkit.demos._common import (
     DemoError,
     check_minimums,
     new_output_dir,
+    one_line,
     quiet_lightning,
     resolve_weights,
     write_text_atomic,
@@ -155,28 +156,67 @@ def _image_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
 
     from alkit.finetuning import make_finetuning_callback
     from alkit.vision import ImageClassificationData, ImageClassifier
+    from alkit.vision.images import ImageLoadError
 
     # Held-out folds are served with the deterministic evaluation transforms: KFoldDataModule uses
-    # ImageClassificationData.train_dataset_for_inference() for them.
-    data = ImageClassificationData.from_folders(
-        train_folder=args.train_dir,
-        test_folder=args.test_dir,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
+    # ImageClassificationData.train_dataset_for_inference() for them. Every image header is checked here (a
+    # truncated JPEG/PNG, an empty folder, a single class fail now, before the output folder exists).
+    try:
+        data = ImageClassificationData.from_folders(
+            train_folder=args.train_dir,
+            test_folder=args.test_dir,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+    except (ValueError, OSError, ImageLoadError) as error:
+        raise DemoError(
+            f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: a folder of "
+            "<class>/<image> folders (or train/ and val/ or test/ holding them) with readable images of 2+ classes"
+        ) from error
+    if data.train_dataset is None or len(data.train_dataset) == 0:
+        raise DemoError(
+            f"--data-dir {str(args.data_dir)!r} holds no training images; accepted: a folder of <class>/<image> folders"
+        )
     if args.weights_warning:
         print(f"warning: {args.weights_warning}", file=sys.stderr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the choice of weights was already reported above
-        model = ImageClassifier(
-            backbone=args.backbone,
-            num_classes=data.num_classes,
-            pretrained=args.pretrained,
-            learning_rate=args.learning_rate,
-            image_size=args.image_size,
-        )
+    try:  # the weights are loaded into the backbone before the output folder exists
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the choice of weights was already reported above
+            model = ImageClassifier(
+                backbone=args.backbone,
+                num_classes=data.num_classes,
+                pretrained=args.pretrained,
+                learning_rate=args.learning_rate,
+                image_size=args.image_size,
+            )
+    except (ValueError, OSError) as error:
+        raise DemoError(
+            f"--weights {str(args.weights)!r} does not fit --backbone {args.backbone}: {one_line(error)}; "
+            "accepted: a state dict of that backbone, 'auto', 'imagenet' or 'none'"
+        ) from error
     return model, data, [make_finetuning_callback("freeze")]
+
+
+def _check_folds(args: argparse.Namespace, data: Any) -> None:
+    """``--k`` against the training samples (and, with ``--stratify``, the smallest class), before any work."""
+    if args.data_dir is not None:
+        labels = list(data.train_dataset.targets)
+    else:
+        data.setup("fit")  # one split per instance: kfold_fit reuses this one
+        labels = data.train_dataset.tensors[1].tolist()
+    if args.k > len(labels):
+        raise DemoError(
+            f"--k {args.k} is invalid: the training set has {len(labels)} samples; accepted: an integer in "
+            f"[2, {len(labels)}]"
+        )
+    if args.stratify:
+        smallest = min(labels.count(label) for label in set(labels))
+        if args.k > smallest:
+            raise DemoError(
+                f"--k {args.k} is invalid with --stratify: the smallest class has {smallest} training samples; "
+                f"accepted: an integer in [2, {smallest}] (or drop --stratify)"
+            )
 
 
 def _describe_fold(trainer: Any, fold: int) -> str | None:
@@ -211,7 +251,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ``{"result": KFoldResult, "output_dir": Path, "seconds": float, "files": {name: Path}}``.
     """
     _check_args(args)
-    output = new_output_dir("kfold", args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     with quiet_lightning():
         from matplotlib.figure import Figure
@@ -222,6 +261,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         pl.seed_everything(args.seed, verbose=False)
         model, data, callbacks = _image_problem(args) if args.data_dir is not None else _digits_problem(args)
+        _check_folds(args, data)
+        output = new_output_dir("kfold", args.output, overwrite=args.overwrite)  # only once everything checked out
         source = f"images from {args.train_dir}" if args.data_dir is not None else "scikit-learn digits"
         print(f"alkit kfold: {args.k} folds of {source}, {args.max_epochs} epochs per fold -> {output}")
         if args.data_dir is not None:
