@@ -28,6 +28,7 @@ The wrapped datamodule needs (the protocol ``alkit.vision.ImageClassificationDat
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,7 +41,14 @@ from baal.utils.equality import deep_check
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
-from alkit.active.oracle import LazyItems, Oracle, TargetOverrideDataset, check_labels, reveal_labels
+from alkit.active.oracle import (
+    LazyItems,
+    Oracle,
+    OracleAnswers,
+    TargetOverrideDataset,
+    check_labels,
+    reveal_labels,
+)
 from alkit.active.scoring import select_query
 from alkit.lightning import pl
 
@@ -160,6 +168,11 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         oracle: ``oracle(dataset_indices, items) -> labels``; None reveals the labels already in the data.
         pool_batch_size: batch size for scoring the pool (default: ``labelled.batch_size``); inference needs no
             gradients, so a larger batch is usually faster.
+        answers_file: with a user ``oracle``, the file that keeps every answer (see
+            :class:`alkit.active.oracle.OracleAnswers`): written atomically after each answer, before it is used,
+            and read first, so indices already answered are never asked again (a resume re-asks nothing). Default:
+            ``ActiveLearningLoop`` uses ``<run folder>/oracle_answers.json`` from the start of ``fit``; pass that
+            path here so that the *initial* labels are also read from it when the datamodule is rebuilt to resume.
 
     Raises:
         ValueError / TypeError: on any bad argument, before any sample is labelled.
@@ -178,6 +191,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         seed: int | None = None,
         oracle: Oracle | None = None,
         pool_batch_size: int | None = None,
+        answers_file: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         # ---- arguments, all checked before anything is labelled ------------------------------------------------
@@ -231,6 +245,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._train_source = train_dataset
         self._train_view = TargetOverrideDataset(train_dataset, self._label_overrides)
         self._eval_view = TargetOverrideDataset(_find_eval_dataset(labelled, train_dataset), self._label_overrides)
+        self._answers = OracleAnswers(self.num_classes, size)
+        if answers_file is not None:
+            self._answers.attach(answers_file)
 
         mask = np.zeros(size, dtype=int)
         if map_dataset_to_labelled is not None:
@@ -478,14 +495,37 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         if labels is not None:
             checked = check_labels(labels, indices, self.num_classes, self.classes, source="`labels` argument")
         elif self.oracle is not None:
-            answer = self.oracle(indices.copy(), LazyItems(self._eval_view, indices))
-            checked = check_labels(answer, indices, self.num_classes, self.classes, source="oracle")
+            checked = self._ask_oracle(indices)
         else:
             checked = None  # simulation: the labels already in the data are used as they are
             check_labels(reveal_labels(self._train_source, indices), indices, self.num_classes, self.classes, "data")
         self._mark_labelled(indices, checked)
         self._round += 1
         return indices
+
+    @property
+    def answers_file(self) -> os.PathLike | None:
+        """The file that keeps every answer of the user oracle (None until one is set)."""
+        return self._answers.path
+
+    def set_answers_file(self, path: str | os.PathLike) -> None:
+        """Keep the oracle's answers in ``path`` from now on: answers in it are read, those given so far written."""
+        self._answers.attach(path)
+
+    def _ask_oracle(self, indices: np.ndarray) -> list[int]:
+        """The oracle's labels for ``indices``: answers on file first, the oracle only for the others.
+
+        A new answer is checked, then on disk (atomically, fsync'd) before it is returned, i.e. before anything
+        is labelled.
+        """
+        known = self._answers.known(indices)
+        missing = np.asarray([i for i in indices if int(i) not in known], dtype=np.int64)
+        if missing.size:
+            answer = self.oracle(missing.copy(), LazyItems(self._eval_view, missing))  # type: ignore[misc]
+            checked = check_labels(answer, missing, self.num_classes, self.classes, source="oracle")
+            self._answers.record(missing, checked, self._round)
+            known.update({int(i): label for i, label in zip(missing, checked)})
+        return [known[int(i)] for i in indices]
 
     def _check_new_indices(self, indices: Any) -> np.ndarray:
         array = np.asarray(indices).reshape(-1)
@@ -508,13 +548,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None = None) -> None:
         """Label ``indices`` through BaaL (pool-relative indices) and record user labels, checking the result."""
         if labels is None and self.oracle is not None:
-            labels = check_labels(
-                self.oracle(indices.copy(), LazyItems(self._eval_view, indices)),
-                indices,
-                self.num_classes,
-                self.classes,
-                source="oracle",
-            )
+            labels = self._ask_oracle(indices)
         expected = self._dataset.labelled.copy()
         expected[indices] = True
         self._dataset.label(self._dataset._oracle_to_pool_index(indices.tolist()))

@@ -48,6 +48,7 @@ from alkit._rng import global_seed, reseed
 from alkit.active.datamodule import ActiveLearningDataModule
 from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord
+from alkit.active.oracle import ANSWERS_NAME
 from alkit.active.scoring import dropout_modules, score_pool
 from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
@@ -188,6 +189,10 @@ class ActiveLearningLoop(FitWrapperLoop):
             )
         self._num_rounds = self.num_rounds
         self._check_model_can_be_scored()
+        datamodule = self._datamodule()
+        if datamodule.oracle is not None and datamodule.answers_file is None:
+            # a person's answers (the initial ones included) are on disk before the first round trains
+            datamodule.set_answers_file(self._export_dir() / ANSWERS_NAME)
         if self._initial_weights is None:
             self._initial_weights = self.snapshot_weights()
         if self._base_seed is None:

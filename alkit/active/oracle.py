@@ -11,14 +11,23 @@ them (training, validation): :class:`TargetOverrideDataset` applies them in ``__
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Oracle", "TargetOverrideDataset", "check_labels", "reveal_labels"]
+from alkit._io import write_text_atomic
+
+__all__ = ["ANSWERS_NAME", "Oracle", "OracleAnswers", "TargetOverrideDataset", "check_labels", "reveal_labels"]
+
+#: The file in the run folder that holds every answer a user oracle (a person) gave.
+ANSWERS_NAME = "oracle_answers.json"
+_ANSWERS_FORMAT = "alkit-oracle-answers"
 
 #: ``oracle(dataset_indices, items) -> labels`` (one class index or class name per index).
 Oracle = Callable[[np.ndarray, Sequence[Any]], Sequence[Any]]
@@ -167,3 +176,76 @@ def _replace_target(item: Any, label: int) -> Any:
             updated[key] = new
             break
     return updated
+
+
+class OracleAnswers:
+    """Every answer a user oracle gave (dataset index -> class index, with the round), kept on disk.
+
+    The file (JSON, ``{"format": "alkit-oracle-answers", "version": 1, "answers": [{"index", "label", "round"}]}``)
+    is rewritten atomically and fsync'd after each answer batch, before the answer is used, so a crash at any moment
+    loses no answer; a resume reads it and asks only for indices not answered yet.
+    """
+
+    def __init__(self, num_classes: int, size: int) -> None:
+        self.num_classes = num_classes
+        self.size = size
+        self.path: Path | None = None
+        self.answers: dict[int, tuple[int, int]] = {}
+
+    def attach(self, path: str | os.PathLike) -> None:
+        """Use ``path``: answers already in it are read (they win), answers given so far are written to it."""
+        path = Path(path)
+        if path.exists():
+            for index, value in self._read(path).items():
+                self.answers[index] = value
+        self.path = path
+        if self.answers:
+            self._write()
+
+    def known(self, indices: np.ndarray) -> dict[int, int]:
+        """Answers already given for ``indices`` (answers for other indices are ignored)."""
+        return {int(i): self.answers[int(i)][0] for i in indices if int(i) in self.answers}
+
+    def record(self, indices: Sequence[int], labels: Sequence[int], round_index: int) -> None:
+        """Keep the answers; on disk before this returns (when a file is attached)."""
+        for index, label in zip(indices, labels):
+            self.answers[int(index)] = (int(label), int(round_index))
+        if self.path is not None:
+            self._write()
+
+    def _write(self) -> None:
+        assert self.path is not None
+        records = [{"index": i, "label": lab, "round": r} for i, (lab, r) in sorted(self.answers.items())]
+        text = json.dumps({"format": _ANSWERS_FORMAT, "version": 1, "answers": records}, indent=1)
+        write_text_atomic(self.path, text + "\n")
+
+    def _read(self, path: Path) -> dict[int, tuple[int, int]]:
+        def bad(why: str) -> ValueError:
+            return ValueError(
+                f"The oracle answers file {str(path)!r} is not an alkit answers file of this run ({why}); "
+                "move it away or point `answers_file` elsewhere."
+            )
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise bad(f"unreadable: {error}") from None
+        if not isinstance(data, dict) or data.get("format") != _ANSWERS_FORMAT or data.get("version") != 1:
+            raise bad("missing format/version header")
+        records = data.get("answers")
+        if not isinstance(records, list):
+            raise bad("`answers` is not a list")
+        out: dict[int, tuple[int, int]] = {}
+        for record in records:
+            if not isinstance(record, dict) or not all(
+                isinstance(record.get(key), int) and not isinstance(record.get(key), bool)
+                for key in ("index", "label", "round")
+            ):
+                raise bad(f"bad record {record!r}")
+            index, label = record["index"], record["label"]
+            if not 0 <= index < self.size:
+                raise bad(f"dataset index {index} out of range for a training set of {self.size}")
+            if not 0 <= label < self.num_classes:
+                raise bad(f"label {label} for dataset index {index} is not a class index 0..{self.num_classes - 1}")
+            out[index] = (label, record["round"])
+        return out
