@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
-from alkit import _seam
 from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher, _DataLoaderSource, _EvaluationLoop, _no_grad_context
 from alkit.lightning import pl
+from alkit.loops.dataloader_epoch_loop import DataLoaderEpochLoop
 from alkit.loops.loop import Loop
 from alkit.loops.progress import BatchProgress, DataLoaderBatchProgress, DataLoaderProgress
 
@@ -161,7 +160,7 @@ class EvaluationLoop(_EvaluationLoop, Loop):
         return destination
 
 
-class EvaluationEpochLoop(Loop):
+class EvaluationEpochLoop(DataLoaderEpochLoop):
     """Iterates the batches of one evaluation dataloader; each batch is evaluated by :meth:`evaluation_step`.
 
     Runs once per dataloader as ``epoch_loop`` of an :class:`EvaluationLoop`, with Lightning 1.x's arguments:
@@ -170,116 +169,25 @@ class EvaluationEpochLoop(Loop):
     (``current``) and every dataloader's (``total``).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.batch_progress: BatchProgress = DataLoaderBatchProgress()
-        self._dl_max_batches: int | float = 0
-        self._dataloader_idx = 0
-        self._data_fetcher: _DataFetcher | None = None
-        # a batch from the shared fetcher that belongs to a later dataloader (fetched when the length was unknown)
-        self._pending: tuple | None = None
-        # the parent loop while running (a tuple: a loop among this loop's attributes would be taken for a child)
-        self._running: tuple = ()
+    _parent_class = _EvaluationLoop
+    _parent_name = "an `EvaluationLoop`"
+    _view_class = DataLoaderBatchProgress
+    _source_class = BatchProgress
 
     @property
     def evaluation_loop(self) -> EvaluationLoop:
-        parent = self.parent
-        if not isinstance(parent, _EvaluationLoop):
-            raise RuntimeError(
-                f"`{type(self).__name__}` must be connected as the `epoch_loop` of an `EvaluationLoop`;"
-                f" its parent is {type(parent).__name__ if parent is not None else None}."
-            )
-        return parent  # type: ignore[return-value]
-
-    @property
-    def dataloader_idx(self) -> int:
-        """Index of the dataloader this loop is evaluating."""
-        return self._dataloader_idx
-
-    def _count_on_parent(self) -> None:
-        """Count this dataloader's batches from zero, on the parent loop's counters (``DataLoaderBatchProgress``)."""
-        if isinstance(self.batch_progress, DataLoaderBatchProgress):
-            source = getattr(self.parent, "batch_progress", None)
-            self.batch_progress.start_dataloader(source if isinstance(source, BatchProgress) else None)
-        else:
-            self.batch_progress.reset_on_run()
-
-    @property
-    def done(self) -> bool:
-        """Whether this dataloader's batches have all been evaluated."""
-        return self.batch_progress.current.completed >= self._dl_max_batches
-
-    def reset(self) -> None:
-        """Count this dataloader's batches from zero."""
-        self._dl_max_batches = 0
-        self._data_fetcher = None
-        self._count_on_parent()
+        """The :class:`EvaluationLoop` this epoch loop runs under."""
+        return self._parent_loop()
 
     def on_run_start(self, data_fetcher: _DataFetcher, dl_max_batches: int | float, kwargs: OrderedDict) -> None:
         """Record the dataloader: its index (``kwargs["dataloader_idx"]``, 0 when absent) and number of batches."""
-        self._running = (self.evaluation_loop,)
-        self._data_fetcher = data_fetcher
-        self._dl_max_batches = dl_max_batches
-        self._dataloader_idx = kwargs.get("dataloader_idx", 0)
-        if isinstance(self.batch_progress, DataLoaderBatchProgress):
-            self.batch_progress.max_batches = dl_max_batches
+        self._begin(data_fetcher, kwargs.get("dataloader_idx", 0), dl_max_batches)
 
     def advance(self, data_fetcher: _DataFetcher, dl_max_batches: int | float, kwargs: OrderedDict) -> None:
         """Evaluate the next batch of this dataloader (``StopIteration`` when there is none)."""
         batch, batch_idx, dataloader_iter = self.fetch_batch(data_fetcher)
         self.evaluation_step(batch, batch_idx, self._dataloader_idx, dataloader_iter)
 
-    def fetch_batch(self, data_fetcher: _DataFetcher) -> tuple[Any, int, Iterator | None]:
-        """Next ``(batch, batch_idx, dataloader_iter)`` of this dataloader; ``dataloader_iter`` only for
-        iterator-style steps. Raises ``StopIteration`` when the dataloader has no more batches.
-
-        All dataloaders share one data fetcher (Lightning 2's): a batch fetched from the next dataloader is kept for
-        that dataloader's run.
-        """
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
-        if pending is not None and pending[0] is data_fetcher:
-            _, batch, batch_idx, dataloader_idx, dataloader_iter = pending
-        elif isinstance(data_fetcher, _DataLoaderIterDataFetcher):
-            dataloader_iter = next(data_fetcher)
-            # the indices of the batch the step fetched last (Lightning passes the same to the hooks)
-            batch, batch_idx, dataloader_idx = _seam.fetched_batch(data_fetcher)
-        else:
-            dataloader_iter = None
-            batch, batch_idx, dataloader_idx = next(data_fetcher)
-        if dataloader_idx != self._dataloader_idx:
-            self._pending = (data_fetcher, batch, batch_idx, dataloader_idx, dataloader_iter)
-            raise StopIteration
-        self.batch_progress.is_last_batch = data_fetcher.done
-        return batch, batch_idx, dataloader_iter
-
     def evaluation_step(self, batch: Any, batch_idx: int, dataloader_idx: int, dataloader_iter: Any) -> None:
         """Evaluate one batch: hooks, ``validation_step``/``test_step``, progress and logging (Lightning's step)."""
-        running = self._running
-        loop = running[0] if running else self.evaluation_loop
-        loop._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
-
-    def on_iteration_done(self) -> None:
-        # this loop's reload flags (it has no restart stage: Lightning 2 has no such loop)
-        if _seam.restart_pending(self):
-            _seam.finish_iteration(self)
-        # Lightning clears the evaluation loop's restart flags after every batch
-        running = self._running
-        (running[0] if running else self.evaluation_loop).on_iteration_done()
-
-    def on_run_end(self) -> None:
-        self._data_fetcher = None
-        self._running = ()
-
-    def teardown(self) -> None:
-        self._pending = None
-        self._data_fetcher = None
-        self._running = ()
-
-    def state_dict(self, destination: dict | None = None, prefix: str = "") -> dict:
-        destination = super().state_dict(destination, prefix)
-        if isinstance(self.batch_progress, DataLoaderBatchProgress):
-            # a view of the evaluation loop's counters, which are saved: the layout stays Lightning 2's
-            destination.pop(prefix + "batch_progress", None)
-        return destination
+        self._parent_loop()._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
