@@ -21,6 +21,7 @@ from alkit._io import write_text_atomic
 
 __all__ = [
     "DemoError",
+    "image_folders",
     "REPO_ROOT",
     "find_shared",
     "format_table",
@@ -194,3 +195,26 @@ def quiet_lightning() -> Iterator[None]:
         finally:
             for logger, level in zip(loggers, levels):
                 logger.setLevel(level)
+
+
+def image_folders(args: Any, accepted: str) -> Any:
+    """``ImageClassificationData.from_folders`` on the demo's ``--data-dir`` folders, every image checked now.
+
+    A truncated JPEG/PNG, an empty folder or a single class is a :class:`DemoError` naming ``--data-dir`` and
+    ``accepted``, raised before the run folder exists.
+    """
+    from alkit.vision import ImageClassificationData
+    from alkit.vision.images import ImageLoadError
+
+    try:
+        return ImageClassificationData.from_folders(
+            train_folder=args.train_dir,
+            test_folder=args.test_dir,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+    except (ValueError, OSError, ImageLoadError) as error:
+        raise DemoError(
+            f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: {accepted}"
+        ) from error

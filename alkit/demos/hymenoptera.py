@@ -43,6 +43,7 @@ from alkit.demos._common import (
     check_minimums,
     find_shared,
     format_table,
+    image_folders,
     new_output_dir,
     one_line,
     quiet_lightning,
@@ -271,26 +272,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from alkit.active import ActiveLearningDataModule, ActiveLearningLoop, plot_label_efficiency
         from alkit.demos._progress import SegmentProgress
         from alkit.lightning import pl
-        from alkit.vision import ImageClassificationData, ImageClassifier
+        from alkit.vision import ImageClassifier
         from alkit.vision.backbones import backbone_spec
-        from alkit.vision.images import ImageLoadError
 
         pl.seed_everything(args.seed, verbose=False)
         if args.weights_warning:
             print(f"warning: {args.weights_warning}", file=sys.stderr)
-        try:  # every image header checked and the classes counted now (a truncated JPEG/PNG, a single class)
-            images = ImageClassificationData.from_folders(
-                train_folder=args.train_dir,
-                test_folder=args.test_dir,
-                batch_size=args.batch_size,
-                image_size=args.image_size,
-                seed=args.seed,
-            )
-        except (ValueError, OSError, ImageLoadError) as error:
-            raise DemoError(
-                f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: a folder holding "
-                "train/<class>/ (and val/<class>/) readable images of 2 or more classes"
-            ) from error
+        # every image header checked and the classes counted now (a truncated JPEG/PNG, a single class)
+        images = image_folders(
+            args, "a folder holding train/<class>/ (and val/<class>/) readable images of 2 or more classes"
+        )
         try:
             datamodule = ActiveLearningDataModule(
                 images,

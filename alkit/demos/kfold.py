@@ -26,6 +26,7 @@ from typing import Any
 from alkit.demos._common import (
     DemoError,
     check_minimums,
+    image_folders,
     new_output_dir,
     one_line,
     quiet_lightning,
@@ -155,25 +156,16 @@ def _image_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
     import warnings
 
     from alkit.finetuning import make_finetuning_callback
-    from alkit.vision import ImageClassificationData, ImageClassifier
-    from alkit.vision.images import ImageLoadError
+    from alkit.vision import ImageClassifier
 
     # Held-out folds are served with the deterministic evaluation transforms: KFoldDataModule uses
     # ImageClassificationData.train_dataset_for_inference() for them. Every image header is checked here (a
     # truncated JPEG/PNG, an empty folder, a single class fail now, before the output folder exists).
-    try:
-        data = ImageClassificationData.from_folders(
-            train_folder=args.train_dir,
-            test_folder=args.test_dir,
-            batch_size=args.batch_size,
-            image_size=args.image_size,
-            seed=args.seed,
-        )
-    except (ValueError, OSError, ImageLoadError) as error:
-        raise DemoError(
-            f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: a folder of "
-            "<class>/<image> folders (or train/ and val/ or test/ holding them) with readable images of 2+ classes"
-        ) from error
+    data = image_folders(
+        args,
+        "a folder of <class>/<image> folders (or train/ and val/ or test/ holding them) with readable images of 2+"
+        " classes",
+    )
     if data.train_dataset is None or len(data.train_dataset) == 0:
         raise DemoError(
             f"--data-dir {str(args.data_dir)!r} holds no training images; accepted: a folder of <class>/<image> folders"
