@@ -17,6 +17,7 @@ import alkit.active.loop as loop_module
 from alkit.active import ActiveLearningDataModule, ActiveLearningHistory
 from alkit.active.loop import RESUME_CHECKPOINT, ActiveLearningLoop
 from alkit.lightning import pl
+from tests._versions import needs_exact_mid_epoch_resume
 from tests.active.synthetic import TinyData
 from tests.interrupt import KillAtEpoch, Killed
 
@@ -220,7 +221,14 @@ def comparable(history: ActiveLearningHistory) -> list[tuple]:
 
 @pytest.mark.parametrize(
     ("seed", "kill_epoch", "resume_from"),
-    [(7, 4, "round"), (None, 4, "round"), (7, 3, "last"), (None, 3, "last"), (7, 4, "last"), (None, 4, "last")],
+    [
+        (7, 4, "round"),
+        (None, 4, "round"),
+        pytest.param(7, 3, "last", marks=needs_exact_mid_epoch_resume),
+        pytest.param(None, 3, "last", marks=needs_exact_mid_epoch_resume),
+        (7, 4, "last"),
+        (None, 4, "last"),
+    ],
     ids=[
         "seed-round",
         "noseed-round",
