@@ -16,6 +16,9 @@ Wall-clock time is the measure; the process CPU time is printed too, as a check 
 (other processes stretch wall-clock time but hardly CPU time). Run it with ``OMP_NUM_THREADS=1`` on a quiet machine.
 
     OMP_NUM_THREADS=1 python benchmarks/loop_overhead.py [--steps 2000] [--rounds 5] [--width 0]
+
+On a machine shared with other work, ``--instructions`` counts the instructions per step under valgrind's callgrind
+instead (deterministic; 10-20 minutes): ``python benchmarks/loop_overhead.py --instructions --steps 500``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -107,6 +117,73 @@ def time_plain(steps: int, width: int = 0) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# --instructions: instructions per step counted by valgrind (the same on a busy machine as on a quiet one)
+# ---------------------------------------------------------------------------------------------------------------------
+_UNDER_CALLGRIND = "_LOOP_OVERHEAD_UNDER_CALLGRIND"
+_FIRST_RUN_STEPS = 100  # per configuration: a run of 100 steps and one of 100 + --steps; the difference is per step
+
+
+def _callgrind_segments(steps: int, width: int) -> None:
+    """Under callgrind: each configuration's two runs, each between two ``os.getppid()`` calls (dump markers)."""
+    configurations = {
+        "lightning": (pl.Trainer, None),
+        "alkit": (alkit.Trainer, None),
+        "alkit+opt": (alkit.Trainer, replace_optimizer_loop),
+    }
+    for trainer_cls, customise in configurations.values():
+        time_lightning(trainer_cls, 20, width, customise)  # warm-up
+    for trainer_cls, customise in configurations.values():
+        for n in (_FIRST_RUN_STEPS, _FIRST_RUN_STEPS + steps):
+            os.getppid()  # `--dump-before=getppid`: the counts so far are written out, the run is counted alone
+            time_lightning(trainer_cls, n, width, customise)
+            os.getppid()
+    print(
+        "SEGMENTS",
+        " ".join(f"{name}:{n}" for name in configurations for n in (_FIRST_RUN_STEPS, _FIRST_RUN_STEPS + steps)),
+    )
+
+
+def count_instructions(steps: int, width: int) -> None:
+    """Run this script under ``valgrind --tool=callgrind`` and print the instructions per step of each configuration.
+
+    Deterministic: other processes do not change the count, so the ratio can be measured on a busy machine. An
+    instruction is not a nanosecond, so the ratio of times on a quiet machine can differ somewhat, but a change that
+    removes work from alkit's step shows here exactly, whatever else the machine is doing.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (e.g. `apt-get install valgrind`)")
+    with tempfile.TemporaryDirectory(prefix="loop-overhead-") as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
+            sys.executable, __file__, "--steps", str(steps), "--width", str(width), "--instructions",
+        ]  # fmt: skip
+        env = {**os.environ, _UNDER_CALLGRIND: "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        print("counting instructions under callgrind (10-20 minutes: importing torch is slow there) ...", flush=True)
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"the run under callgrind failed:\n{result.stderr[-3000:]}")
+        labels = next(line for line in result.stdout.splitlines() if line.startswith("SEGMENTS")).split()[1:]
+        # a segment's counts are in every second dump: dump 2k holds segment k (dump 2k-1 what ran before it)
+        counts = {}
+        for k, label in enumerate(labels, start=1):
+            text = Path(f"{out}.{2 * k}").read_text()
+            counts[label] = int(re.search(r"^summary:\s+(\d+)", text, re.MULTILINE).group(1))
+    per_step = {}
+    for label in labels[::2]:
+        name = label.split(":")[0]
+        short, long = counts[f"{name}:{_FIRST_RUN_STEPS}"], counts[f"{name}:{_FIRST_RUN_STEPS + steps}"]
+        per_step[name] = (long - short) / steps
+    model = f"MLP 32-{width}-2" if width else "Linear(32, 2)"
+    print(f"model: {model}, batch {BATCH}, instructions per step ({steps} steps counted by callgrind), 1 thread")
+    for name, value in per_step.items():
+        print(f"  {name:<10} {value:,.0f}")
+    for name in ("alkit", "alkit+opt"):
+        print(f"{name + ' / lightning':<22} = {per_step[name] / per_step['lightning']:.3f} (instructions)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -118,10 +195,22 @@ def main() -> None:
         help="hidden width of a 2-layer MLP instead of the single linear layer (shows how the ratio shrinks as the"
         " step itself costs more)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per step under valgrind's callgrind instead of timing (deterministic, for a busy"
+        " machine; needs valgrind, takes 10-20 minutes; --rounds is not used)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     torch.set_num_threads(1)
+    if args.instructions:
+        if os.environ.get(_UNDER_CALLGRIND):
+            _callgrind_segments(args.steps, args.width)
+        else:
+            count_instructions(args.steps, args.width)
+        return
 
     runs: dict[str, Callable[[], tuple[float, float]]] = {
         "lightning": lambda: time_lightning(pl.Trainer, args.steps, args.width),
