@@ -21,6 +21,7 @@ from alkit._io import write_text_atomic
 
 __all__ = [
     "DemoError",
+    "image_classifier",
     "image_folders",
     "REPO_ROOT",
     "find_shared",
@@ -217,4 +218,30 @@ def image_folders(args: Any, accepted: str) -> Any:
     except (ValueError, OSError, ImageLoadError) as error:
         raise DemoError(
             f"--data-dir {str(args.data_dir)!r} is not usable: {one_line(error)}; accepted: {accepted}"
+        ) from error
+
+
+def image_classifier(args: Any, num_classes: int, **kwargs: Any) -> Any:
+    """The demo's ``ImageClassifier`` with ``--backbone``/``--weights`` loaded now, before the run folder exists.
+
+    Weights that do not fit the backbone are a :class:`DemoError` naming ``--weights`` and ``--backbone``.
+    ``kwargs`` go to the classifier (e.g. ``head=``).
+    """
+    from alkit.vision import ImageClassifier
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the choice of weights was reported when it was resolved
+            return ImageClassifier(
+                backbone=args.backbone,
+                num_classes=num_classes,
+                pretrained=args.pretrained,
+                learning_rate=args.learning_rate,
+                image_size=args.image_size,
+                **kwargs,
+            )
+    except (ValueError, OSError) as error:
+        raise DemoError(
+            f"--weights {str(args.weights)!r} does not fit --backbone {args.backbone}: {one_line(error)}; "
+            "accepted: a state dict of that backbone, 'auto', 'imagenet' or 'none'"
         ) from error

@@ -32,7 +32,6 @@ import argparse
 import math
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from alkit.demos._common import (
     check_minimums,
     find_shared,
     format_table,
+    image_classifier,
     image_folders,
     new_output_dir,
     one_line,
@@ -272,7 +272,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from alkit.active import ActiveLearningDataModule, ActiveLearningLoop, plot_label_efficiency
         from alkit.demos._progress import SegmentProgress
         from alkit.lightning import pl
-        from alkit.vision import ImageClassifier
         from alkit.vision.backbones import backbone_spec
 
         pl.seed_everything(args.seed, verbose=False)
@@ -302,22 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.nn.Dropout(p=args.dropout),
             torch.nn.Linear(backbone_spec(args.backbone).num_features, datamodule.num_classes),
         )
-        try:  # the weights are loaded into the backbone before the output folder exists
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the choice of weights was reported above
-                model = ImageClassifier(
-                    backbone=args.backbone,
-                    head=head,
-                    num_classes=datamodule.num_classes,
-                    pretrained=args.pretrained,
-                    learning_rate=args.learning_rate,
-                    image_size=args.image_size,
-                )
-        except (ValueError, OSError) as error:
-            raise DemoError(
-                f"--weights {str(args.weights)!r} does not fit --backbone {args.backbone}: {one_line(error)}; "
-                "accepted: a state dict of that backbone, 'auto', 'imagenet' or 'none'"
-            ) from error
+        # the weights are loaded into the backbone before the output folder exists
+        model = image_classifier(args, datamodule.num_classes, head=head)
         output = new_output_dir("hymenoptera", args.output, overwrite=args.overwrite)
 
         print(

@@ -26,9 +26,9 @@ from typing import Any
 from alkit.demos._common import (
     DemoError,
     check_minimums,
+    image_classifier,
     image_folders,
     new_output_dir,
-    one_line,
     quiet_lightning,
     resolve_weights,
     write_text_atomic,
@@ -153,10 +153,8 @@ def _digits_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
 
 
 def _image_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
-    import warnings
 
     from alkit.finetuning import make_finetuning_callback
-    from alkit.vision import ImageClassifier
 
     # Held-out folds are served with the deterministic evaluation transforms: KFoldDataModule uses
     # ImageClassificationData.train_dataset_for_inference() for them. Every image header is checked here (a
@@ -172,21 +170,7 @@ def _image_problem(args: argparse.Namespace) -> tuple[Any, Any, list]:
         )
     if args.weights_warning:
         print(f"warning: {args.weights_warning}", file=sys.stderr)
-    try:  # the weights are loaded into the backbone before the output folder exists
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the choice of weights was already reported above
-            model = ImageClassifier(
-                backbone=args.backbone,
-                num_classes=data.num_classes,
-                pretrained=args.pretrained,
-                learning_rate=args.learning_rate,
-                image_size=args.image_size,
-            )
-    except (ValueError, OSError) as error:
-        raise DemoError(
-            f"--weights {str(args.weights)!r} does not fit --backbone {args.backbone}: {one_line(error)}; "
-            "accepted: a state dict of that backbone, 'auto', 'imagenet' or 'none'"
-        ) from error
+    model = image_classifier(args, data.num_classes)  # the weights are loaded before the output folder exists
     return model, data, [make_finetuning_callback("freeze")]
 
 
