@@ -40,6 +40,7 @@ from baal.active.heuristics import AbstractHeuristic
 from baal.utils.equality import deep_check
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from alkit.active.diversity import DiversityStrategy, Selection, typiclust_select
 from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
 from alkit.active.oracle import (
     LazyItems,
@@ -55,6 +56,9 @@ from alkit.lightning import pl
 __all__ = ["ActiveLearningDataModule"]
 
 _STATE_FORMAT = "alkit.active.datamodule/1"
+
+#: How :class:`ActiveLearningDataModule` chooses the ``initial_num_labels`` samples.
+INITIAL_STRATEGIES = ("random", "typiclust")
 
 
 class _BaalDataset(ActiveLearningDataset):
@@ -152,12 +156,19 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     Args:
         labelled: the LightningDataModule whose training set is to be labelled (its labels are revealed by the
             default oracle: simulation). Kept as ``self.labelled`` as in Lightning Flash.
-        heuristic: a BaaL heuristic or its name (``"bald"``, ``"entropy"``, ...; see
-            :data:`alkit.active.heuristics.HEURISTIC_NAMES`).
+        heuristic: a BaaL heuristic, a diversity strategy (:mod:`alkit.active.diversity`) or a name (``"bald"``,
+            ``"entropy"``, ``"coreset"``, ``"badge"``, ``"typiclust"``, ...; see
+            :data:`alkit.active.heuristics.HEURISTIC_NAMES`). A strategy instance is seeded with ``seed``.
         map_dataset_to_labelled: ``f(train_dataset) -> mask`` of samples labelled from the start (non-zero = yes).
         filter_unlabelled_data: ``f(pool_dataset) -> dataset`` restricting what is scored; it must return the
             dataset itself or a ``torch.utils.data.Subset`` of it (so positions map back to dataset indices).
-        initial_num_labels: samples labelled at random (seeded) before the first round.
+        initial_num_labels: samples labelled before the first round, chosen by ``initial_strategy``.
+        initial_strategy: ``"random"`` (seeded draw, the default) or ``"typiclust"``: a cold start, the most typical
+            sample of each of ``initial_num_labels`` k-means clusters of the unlabelled data (Hacohen et al. 2022),
+            which beats a random draw when labels are very few. Clustered on the embeddings of
+            ``initial_embedding_model`` (see :mod:`alkit.active.embeddings`, e.g. a pretrained backbone) or, without
+            one, on the flattened inputs of the evaluation view.
+        initial_embedding_model: the model whose embeddings the ``"typiclust"`` cold start clusters (optional).
         query_size: samples labelled per round.
         val_split: fraction of the *initially* labelled samples held out for validation, once. ``ceil(val_split *
             n)`` samples; at least one training sample must remain; fewer than 2 validation samples draws a warning
@@ -192,6 +203,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         oracle: Oracle | None = None,
         pool_batch_size: int | None = None,
         answers_file: str | os.PathLike | None = None,
+        initial_strategy: str = "random",
+        initial_embedding_model: Any = None,
     ) -> None:
         super().__init__()
         # ---- arguments, all checked before anything is labelled ------------------------------------------------
@@ -202,6 +215,15 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         _check_int("pool_size", pool_size, 1, allow_none=True)
         _check_int("pool_batch_size", pool_batch_size, 1, allow_none=True)
         _check_int("seed", seed, 0, allow_none=True)
+        if not isinstance(initial_strategy, str) or initial_strategy not in INITIAL_STRATEGIES:
+            raise ValueError(
+                f"`initial_strategy={initial_strategy!r}` is not one of the accepted values: "
+                f"{', '.join(repr(name) for name in INITIAL_STRATEGIES)}."
+            )
+        if initial_embedding_model is not None and not callable(initial_embedding_model):
+            raise TypeError(
+                f"`initial_embedding_model` must be a torch.nn.Module or None, got {initial_embedding_model!r}."
+            )
         if val_split is not None and (
             isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or not 0.0 <= val_split < 1.0
         ):
@@ -218,6 +240,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 raise TypeError(f"`{name}` must be callable or None, got {fn!r}.")
         self.query_size = int(query_size)
         self.heuristic = resolve_heuristic(heuristic, query_size=self.query_size, seed=seed)
+        if isinstance(heuristic, DiversityStrategy) and seed is not None:
+            self.heuristic.seed(seed)
+        self.initial_strategy = initial_strategy
         self.labelled = labelled
         self.seed = seed
         self.val_split = float(val_split) if val_split else None
@@ -295,7 +320,11 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._dataset = _BaalDataset(self._train_view, self._eval_view, mask)
         if initial_num_labels:
             unlabelled = np.flatnonzero(~self._dataset.labelled)
-            self._mark_labelled(np.sort(self._rng.choice(unlabelled, size=initial_num_labels, replace=False)))
+            if initial_strategy == "typiclust":
+                chosen = self._typical_samples(unlabelled, initial_num_labels, initial_embedding_model)
+            else:
+                chosen = self._rng.choice(unlabelled, size=initial_num_labels, replace=False)
+            self._mark_labelled(np.sort(chosen))
         labelled_now = np.flatnonzero(self._dataset.labelled)
         self._val_indices = np.zeros(0, dtype=np.int64)
         if num_val:
@@ -315,6 +344,22 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def _typical_samples(self, candidates: np.ndarray, count: int, model: Any) -> np.ndarray:
+        """TypiClust's cold start: the most typical of ``candidates`` in each of ``count`` clusters."""
+        dataset = Subset(self._eval_view, candidates.tolist())
+        loader = self._loader(dataset, shuffle=False, batch_size=self.pool_batch_size or 256)
+        if model is not None:
+            from alkit.active.embeddings import compute_embeddings
+
+            embeddings = compute_embeddings(model, loader)
+        else:
+            from alkit.active.scoring import _batch_input
+
+            inputs = (np.asarray(_batch_input(batch), dtype=np.float32) for batch in loader)
+            embeddings = np.concatenate([array.reshape(array.shape[0], -1) for array in inputs])
+        seed = int(self._rng.integers(0, 2**31 - 1))
+        return candidates[typiclust_select(embeddings, np.zeros((0, embeddings.shape[1])), count, seed).positions]
 
     # ------------------------------------------------------------------------------------------------------------
     # what is where (dataset indices)
@@ -452,6 +497,15 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         batch_size = self.pool_batch_size or getattr(self.labelled, "batch_size", None) or 1
         return self._loader(dataset, shuffle=False, batch_size=batch_size)
 
+    def labelled_inference_dataloader(self) -> DataLoader:
+        """Every labelled sample (training and validation) in index order, with evaluation transforms.
+
+        Diversity strategies read the embeddings of the labelled set through it (CoreSet's initial centres).
+        """
+        dataset = Subset(self._eval_view, self.labelled_indices.tolist())
+        batch_size = self.pool_batch_size or getattr(self.labelled, "batch_size", None) or 1
+        return self._loader(dataset, shuffle=False, batch_size=batch_size)
+
     def predict_dataloader(self) -> DataLoader:
         """Alias of :meth:`pool_dataloader` (Flash scored the pool through the predict loop)."""
         return self.pool_dataloader()
@@ -459,29 +513,69 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     # labelling
     # ------------------------------------------------------------------------------------------------------------
-    def query(self, scores: Sequence[float] | np.ndarray, query_size: int | None = None) -> np.ndarray:
+    def query(
+        self,
+        scores: Sequence[float] | np.ndarray,
+        query_size: int | None = None,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        probabilities: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Label the ``query_size`` most informative samples of this round's pool; return their dataset indices.
 
         ``scores[k]`` is the heuristic's score of the ``k``-th sample of :meth:`pool_dataloader` (as returned by
         :func:`alkit.active.scoring.score_pool`); ranking follows the heuristic (see
         :func:`alkit.active.scoring.select_query`). ``query_size`` overrides :attr:`query_size` for this call
-        (e.g. to stay within a labelling budget); 0 labels nothing.
+        (e.g. to stay within a labelling budget); 0 labels nothing. A diversity strategy also needs the pool's
+        ``embeddings``, the ``labelled_embeddings`` (of :meth:`labelled_inference_dataloader`) and, for BADGE, the
+        mean ``probabilities`` (see :meth:`select`).
+        """
+        selection = self.select(scores, query_size, embeddings, labelled_embeddings, probabilities)
+        indices = self.current_pool_indices[selection.positions]
+        if indices.size:
+            self.label(indices)
+        return indices
+
+    def select(
+        self,
+        scores: Sequence[float] | np.ndarray,
+        query_size: int | None = None,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        probabilities: np.ndarray | None = None,
+    ) -> Selection:
+        """Which pool positions the heuristic would label, in its order, with its score of every pool sample.
+
+        Nothing is labelled (see :meth:`query`). For an uncertainty heuristic the scores are ``scores``; a
+        diversity strategy returns its own (e.g. CoreSet's distance to the labelled set).
         """
         size = self.query_size if query_size is None else query_size
         _check_int("query_size", size, 0)
-        if size == 0:
-            return np.zeros(0, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if size == 0:
+            return Selection(np.zeros(0, dtype=np.int64), scores)
         pool = self.current_pool_indices
         if scores.shape[0] != pool.shape[0]:
             raise ValueError(
                 f"Got {scores.shape[0]} scores for a pool of {pool.shape[0]} samples this round; score exactly the "
                 "samples of `pool_dataloader()` (in its order) and pass all their scores."
             )
-        positions = select_query(scores, size, self.heuristic, rng=self._rng)
-        indices = pool[positions]
-        self.label(indices)
-        return indices
+        if not isinstance(self.heuristic, DiversityStrategy):
+            return Selection(select_query(scores, size, self.heuristic, rng=self._rng), scores)
+        name = type(self.heuristic).__name__
+        if embeddings is None or np.shape(embeddings)[0] != pool.shape[0]:
+            raise ValueError(
+                f"{name} selects from embeddings: pass `embeddings` with one row per pool sample ({pool.shape[0]}), "
+                "e.g. `score_pool(model, datamodule.pool_dataloader(), datamodule.heuristic).embeddings`."
+            )
+        if labelled_embeddings is None:
+            if self.heuristic.needs_labelled_embeddings and self.num_labelled:
+                raise ValueError(
+                    f"{name} needs `labelled_embeddings` of the {self.num_labelled} labelled samples, e.g. "
+                    "`compute_embeddings(model, datamodule.labelled_inference_dataloader())`."
+                )
+            labelled_embeddings = np.zeros((0, np.shape(embeddings)[1]))
+        return self.heuristic.select(min(size, pool.shape[0]), embeddings, labelled_embeddings, scores, probabilities)
 
     def label(self, indices: Sequence[int] | np.ndarray | int, labels: Sequence[Any] | None = None) -> np.ndarray:
         """Label samples given by *dataset* index; ``labels`` (a person's answer) or else the oracle provides them.

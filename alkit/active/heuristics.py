@@ -36,9 +36,12 @@ from baal.active.heuristics.aliases import PowerBALD, PowerEntropy
 from baal.active.heuristics.heuristics import available_reductions
 from baal.active.heuristics.stochastics import StochasticHeuristic
 
+from alkit.active.diversity import BADGE, CoreSet, DiversityStrategy, Hybrid, TypiClust
+
 __all__ = [
     "HEURISTIC_NAMES",
     "PicklableHeuristic",
+    "SampledTargetEPIG",
     "VariationRatios",
     "needs_model_outputs",
     "requires_mc_samples",
@@ -83,6 +86,49 @@ class VariationRatios(AbstractHeuristic):
         return 1.0 - modal_count / num_iterations
 
 
+class SampledTargetEPIG(EPIG):
+    """EPIG (Bickford Smith et al. 2023, BaaL's implementation) with its target inputs drawn from the pool itself.
+
+    EPIG scores a candidate by how much its label would tell about the predictions on *target* inputs, samples of
+    the distribution the model will be used on. Without a separate target set, the pool is that distribution:
+    ``num_targets`` pool samples are drawn at random (``seed``; the state is checkpointed with the datamodule) each
+    time the pool is scored, from the same MC-dropout predictions, so no extra forward pass is made. BaaL forms an
+    ``[n, C, n_targets * C]`` array; the pool is scored in chunks so that it stays around 16 M values.
+
+    Args:
+        num_targets: target inputs drawn from the pool (all of it when smaller).
+        seed: seeds the draw of the targets.
+    """
+
+    def __init__(self, num_targets: int = 100, seed: int | None = None) -> None:
+        if isinstance(num_targets, bool) or not isinstance(num_targets, (int, np.integer)) or num_targets < 1:
+            raise ValueError(f"`num_targets` must be an integer >= 1, got {num_targets!r}.")
+        super().__init__()
+        self.num_targets = int(num_targets)
+        self.rng = np.random.RandomState(seed)
+
+    def compute_score(self, predictions: np.ndarray, target_predictions: np.ndarray | None = None) -> np.ndarray:
+        predictions = np.asarray(predictions)
+        if predictions.ndim != 3:
+            raise ValueError(f"EPIG scores classifiers: predictions [n, C, I], got shape {predictions.shape}.")
+        if target_predictions is None:
+            count = min(self.num_targets, predictions.shape[0])
+            target_predictions = predictions[np.sort(self.rng.choice(predictions.shape[0], count, replace=False))]
+        num_classes, num_targets = predictions.shape[1], np.asarray(target_predictions).shape[0]
+        rows = max(1, 2**24 // max(1, num_classes * num_classes * num_targets))
+        chunks = [
+            np.asarray(
+                super(SampledTargetEPIG, self).compute_score(predictions[start : start + rows], target_predictions)
+            )
+            for start in range(0, predictions.shape[0], rows)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def _seeded(strategy: DiversityStrategy, seed: int | None) -> DiversityStrategy:
+    return strategy.seed(seed)
+
+
 def _power_bald(query_size: int, seed: int | None) -> AbstractHeuristic:
     return PowerBALD(query_size=query_size)
 
@@ -103,10 +149,24 @@ _FACTORIES: dict[str, Callable[[int, int | None], AbstractHeuristic]] = {
     "power_bald": _power_bald,
     "power_entropy": _power_entropy,
     "variation_ratios": lambda query_size, seed: VariationRatios(),
+    "epig": lambda query_size, seed: SampledTargetEPIG(seed=seed),
+    "coreset": lambda query_size, seed: _seeded(CoreSet(), seed),
+    "badge": lambda query_size, seed: _seeded(BADGE(), seed),
+    "typiclust": lambda query_size, seed: _seeded(TypiClust(), seed),
+    "bald_coreset": lambda query_size, seed: _seeded(Hybrid(BALD(), CoreSet(), factor=10), seed),
 }
-_ALIASES = {"max_entropy": "entropy", "batchbald": "batch_bald", "powerbald": "power_bald"}
+_ALIASES = {
+    "max_entropy": "entropy",
+    "batchbald": "batch_bald",
+    "powerbald": "power_bald",
+    "core_set": "coreset",
+    "hybrid": "bald_coreset",
+}
 
-#: The names :func:`resolve_heuristic` accepts (aliases: ``max_entropy``, ``batchbald``, ``powerbald``).
+#: The names :func:`resolve_heuristic` accepts (aliases: ``max_entropy``, ``batchbald``, ``powerbald``,
+#: ``core_set``, ``hybrid``). ``coreset``, ``badge``, ``typiclust`` and ``bald_coreset`` (BALD's top 10x the query
+#: size, then CoreSet) are the diversity strategies of :mod:`alkit.active.diversity`; ``epig`` is
+#: :class:`SampledTargetEPIG`.
 HEURISTIC_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 

@@ -3,6 +3,11 @@
 A research result is "accuracy as a function of the number of labels"; this module keeps exactly that, one
 :class:`RoundRecord` per round, and writes it as CSV (for spreadsheets, pandas) and JSON (exact round trip) with
 atomic replaces, so an interrupted write never leaves a truncated history behind.
+
+Beside it, each round that scored the pool leaves ``<name>_scores/round_<r>.npz`` (compressed, atomic): the pool's
+dataset indices, the strategy's score of each, and the dataset indices selected in the order the strategy picked
+them, so that a researcher can ask *why* a sample was chosen. ``history.scores(r)`` loads one round, without
+executing anything from the file (``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -12,16 +17,78 @@ import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from alkit._io import write_text_atomic
+import numpy as np
 
-__all__ = ["ActiveLearningHistory", "RoundRecord", "plot_label_efficiency"]
+from alkit._io import _fsync_dir, _umask, write_text_atomic
 
-_FIXED_COLUMNS = ("round", "num_labelled", "num_added", "indices_added", "train_time_s", "scoring_time_s")
+__all__ = ["ActiveLearningHistory", "RoundRecord", "RoundScores", "plot_label_efficiency", "save_round_scores"]
+
+_FIXED_COLUMNS = (
+    "round",
+    "num_labelled",
+    "num_added",
+    "indices_added",
+    "train_time_s",
+    "scoring_time_s",
+    "scores_file",
+)
+
+
+class RoundScores(NamedTuple):
+    """The pool of one round as the strategy saw it (what :meth:`ActiveLearningHistory.scores` returns).
+
+    Attributes:
+        indices: ``[N]`` dataset index of each scored pool sample, in scoring order.
+        scores: ``[N]`` the strategy's score of each (the heuristic's uncertainty; for a diversity strategy its own
+            measure, e.g. CoreSet's distance to the labelled set).
+        selected: dataset indices labelled this round, in the order the strategy picked them.
+        uncertainty: ``[N]`` the pool's uncertainty under the pre-filter / predictive entropy, for diversity
+            strategies only (None otherwise).
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    selected: np.ndarray
+    uncertainty: np.ndarray | None = None
+
+
+def save_round_scores(path: str | os.PathLike, scores: RoundScores) -> Path:
+    """Write ``scores`` to ``path`` with ``np.savez_compressed``, atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "indices": np.asarray(scores.indices, dtype=np.int64),
+        "scores": np.asarray(scores.scores, dtype=np.float64),
+        "selected": np.asarray(scores.selected, dtype=np.int64),
+    }
+    if scores.uncertainty is not None:
+        arrays["uncertainty"] = np.asarray(scores.uncertainty, dtype=np.float64)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_round_scores(path: str | os.PathLike) -> RoundScores:
+    """Read a file written by :func:`save_round_scores` (no pickles: nothing in the file is executed)."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        uncertainty = data["uncertainty"] if "uncertainty" in data.files else None
+        return RoundScores(data["indices"], data["scores"], data["selected"], uncertainty)
 
 
 @dataclass
@@ -35,6 +102,8 @@ class RoundRecord:
         metrics: logged metrics by name, e.g. ``{"train_loss": ..., "val_acc": ..., "test_acc": ...}``.
         train_time_s: seconds spent fitting (and validating / testing) this round.
         scoring_time_s: seconds spent scoring the pool and labelling.
+        scores_file: the round's pool scores (see :class:`RoundScores`), relative to the history's folder; None
+            when the round did not score the pool.
     """
 
     round: int
@@ -43,6 +112,7 @@ class RoundRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     train_time_s: float = 0.0
     scoring_time_s: float = 0.0
+    scores_file: str | None = None
 
     def __post_init__(self) -> None:
         self.round = int(self.round)
@@ -51,6 +121,7 @@ class RoundRecord:
         self.metrics = {str(k): float(v) for k, v in self.metrics.items()}
         self.train_time_s = float(self.train_time_s)
         self.scoring_time_s = float(self.scoring_time_s)
+        self.scores_file = str(self.scores_file) if self.scores_file else None
 
     def to_row(self) -> dict[str, Any]:
         """A flat row: fixed columns, then one column per metric."""
@@ -61,6 +132,7 @@ class RoundRecord:
             "indices_added": " ".join(str(i) for i in self.indices_added),
             "train_time_s": self.train_time_s,
             "scoring_time_s": self.scoring_time_s,
+            "scores_file": self.scores_file or "",
         }
         row.update(self.metrics)
         return row
@@ -69,8 +141,12 @@ class RoundRecord:
 class ActiveLearningHistory(Sequence):
     """The list of :class:`RoundRecord` of one run, with CSV/JSON persistence and checkpointable state."""
 
-    def __init__(self, records: Iterable[RoundRecord | Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self, records: Iterable[RoundRecord | Mapping[str, Any]] = (), directory: str | os.PathLike | None = None
+    ) -> None:
         self._records: list[RoundRecord] = [r if isinstance(r, RoundRecord) else RoundRecord(**r) for r in records]
+        #: Folder the history was saved to or loaded from: where the per-round score files are read.
+        self.directory: Path | None = Path(directory) if directory is not None else None
 
     def append(self, record: RoundRecord) -> None:
         self._records.append(record)
@@ -98,6 +174,28 @@ class ActiveLearningHistory(Sequence):
         """``(num_labelled, metric value)`` of the rounds that logged ``metric``."""
         points = [(r.num_labelled, r.metrics[metric]) for r in self._records if metric in r.metrics]
         return [p[0] for p in points], [p[1] for p in points]
+
+    def scores(self, round: int) -> RoundScores:
+        """The pool scores and selection order of round ``round`` (see :class:`RoundScores`), read from disk.
+
+        Raises:
+            ValueError: no such round, or the round did not score the pool (e.g. the last one), or the history was
+                never saved or loaded from a folder.
+        """
+        matches = [r for r in self._records if r.round == round]
+        if not matches:
+            raise ValueError(f"`round={round!r}` is not in this history; rounds: {[r.round for r in self._records]}.")
+        record = matches[-1]
+        if record.scores_file is None:
+            stored = [r.round for r in self._records if r.scores_file]
+            raise ValueError(
+                f"Round {round} did not score the pool, so it stored no scores; rounds with scores: {stored}."
+            )
+        if self.directory is None:
+            raise ValueError(
+                "This history was neither saved nor loaded from a folder: its score files cannot be found."
+            )
+        return load_round_scores(self.directory / record.scores_file)
 
     # -- checkpoint state ------------------------------------------------------------------------------------------
     def state_dict(self) -> list[dict[str, Any]]:
@@ -127,6 +225,7 @@ class ActiveLearningHistory(Sequence):
         csv_path, json_path = directory / f"{name}.csv", directory / f"{name}.json"
         write_text_atomic(json_path, self.to_json())
         write_text_atomic(csv_path, self.to_csv())
+        self.directory = directory
         return csv_path, json_path
 
     @classmethod
@@ -135,7 +234,7 @@ class ActiveLearningHistory(Sequence):
         path = Path(path)
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
-            return cls(json.loads(text)["rounds"])
+            return cls(json.loads(text)["rounds"], directory=path.parent)
         if path.suffix.lower() != ".csv":
             raise ValueError(f"Cannot read a history from {str(path)!r}: expected a .json or .csv file.")
         records = []
@@ -149,9 +248,10 @@ class ActiveLearningHistory(Sequence):
                     metrics=metrics,
                     train_time_s=float(row["train_time_s"]),
                     scoring_time_s=float(row["scoring_time_s"]),
+                    scores_file=row.get("scores_file") or None,
                 )
             )
-        return cls(records)
+        return cls(records, directory=path.parent)
 
 
 HistoryLike = ActiveLearningHistory | Sequence[RoundRecord] | str | os.PathLike

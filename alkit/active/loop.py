@@ -13,7 +13,9 @@
             break                                        #   the model keeps the weights of the final labelled set
         scores = score_pool(model, pool, heuristic, inference_iteration)   # MC dropout, whole pool, in order
         if stopping_criterion.should_stop(metrics, scores): break
-        datamodule.query(scores)                         # label the most informative samples
+        selection = datamodule.select(scores, ...)       # diversity strategies: + embeddings, same pass
+        datamodule.label(pool[selection])                # label the most informative samples
+        save pool indices, scores, selection order       # <export>/active_learning_history_scores/round_<r>.npz
         history.append(round record); save history and a resume checkpoint
 
 Attach it as in Lightning Flash::
@@ -46,10 +48,12 @@ from torch.utils.data import DataLoader, Subset
 from alkit._io import save_checkpoint_atomic
 from alkit._rng import global_seed, reseed
 from alkit.active.datamodule import ActiveLearningDataModule
+from alkit.active.diversity import DiversityStrategy
+from alkit.active.embeddings import EmbeddingTap, compute_embeddings
 from alkit.active.heuristics import requires_mc_samples
-from alkit.active.history import ActiveLearningHistory, RoundRecord
+from alkit.active.history import ActiveLearningHistory, RoundRecord, RoundScores, save_round_scores
 from alkit.active.oracle import ANSWERS_NAME
-from alkit.active.scoring import dropout_modules, score_pool
+from alkit.active.scoring import PoolScores, dropout_modules, score_pool
 from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
@@ -82,8 +86,9 @@ class ActiveLearningLoop(FitWrapperLoop):
         seed: round ``r`` starts with the RNGs seeded ``seed + r`` so that a resumed run draws exactly what the
             uninterrupted one drew. ``None``: the ``seed_everything`` seed if any, else the RNG states saved in the
             checkpoint are restored.
-        export_path: folder of the history files (``active_learning_history.csv/.json``) and of the resume
-            checkpoint written after every round; default: the logger's folder, else ``default_root_dir``.
+        export_path: folder of the history files (``active_learning_history.csv/.json``), of each round's pool
+            scores (``active_learning_history_scores/round_<r>.npz``, read with ``history.scores(r)``) and of the
+            resume checkpoint written after every round; default: the logger's folder, else ``default_root_dir``.
         checkpoint_each_round: write ``active_learning_last_round.ckpt`` (full state, atomically replaced) after each
             round's labelling, so labels a person gave are never lost; resume with ``trainer.fit(..., ckpt_path=)``.
 
@@ -238,21 +243,32 @@ class ActiveLearningLoop(FitWrapperLoop):
 
         start = time.perf_counter()
         added = np.zeros(0, dtype=np.int64)
+        scores_file = None
         if self._should_label(round_index, datamodule):
-            scores = self._score_pool(datamodule)
-            if self.stopping_criterion is not None and self.stopping_criterion.should_stop(metrics, scores):
+            pool = self._score_pool(datamodule)
+            pool_indices = datamodule.current_pool_indices
+            if self.stopping_criterion is not None and self.stopping_criterion.should_stop(metrics, pool.scores):
                 self._finished = True
+                selection_scores = pool.scores
             else:
                 count = datamodule.query_size
                 if self.budget is not None:
                     count = min(count, self.budget - self._labels_added)
-                added = datamodule.query(scores, query_size=count)
+                labelled_embeddings = self._labelled_embeddings(datamodule)
+                selection = datamodule.select(
+                    pool.scores, count, pool.embeddings, labelled_embeddings, pool.mean_probabilities
+                )
+                selection_scores = selection.scores
+                added = pool_indices[selection.positions]
+                if added.size:
+                    datamodule.label(added)
                 self._labels_added += len(added)
+            scores_file = self._save_round_scores(round_index, pool_indices, selection_scores, added, pool)
         else:
             self._finished = True
         scoring_time = time.perf_counter() - start
 
-        record = RoundRecord(round_index, num_trained, added.tolist(), metrics, train_time, scoring_time)
+        record = RoundRecord(round_index, num_trained, added.tolist(), metrics, train_time, scoring_time, scores_file)
         self.history.append(record)
         self.current_round = round_index + 1
         self._log_round(record)
@@ -276,6 +292,8 @@ class ActiveLearningLoop(FitWrapperLoop):
     def _check_model_can_be_scored(self) -> None:
         """Refuse a model without dropout for an MC heuristic before any training (not after the first round)."""
         heuristic, model = self._datamodule().heuristic, self.trainer.lightning_module
+        if self.num_rounds > 1 and isinstance(heuristic, DiversityStrategy):
+            EmbeddingTap(model)  # a model that cannot give embeddings is refused now, not after a round of training
         if self.num_rounds > 1 and requires_mc_samples(heuristic) and self.inference_iteration < 2:
             raise ValueError(
                 f"`inference_iteration={self.inference_iteration}` is invalid with the heuristic "
@@ -291,14 +309,15 @@ class ActiveLearningLoop(FitWrapperLoop):
                 "heuristic='entropy', 'margin', 'certainty' or 'random'. Nothing was trained or labelled."
             )
 
-    def _score_pool(self, datamodule: ActiveLearningDataModule) -> np.ndarray:
-        """Scores of this round's pool; under several processes each scores a shard and all get every score."""
+    def _score_pool(self, datamodule: ActiveLearningDataModule) -> PoolScores:
+        """This round's pool scores (and embeddings for a diversity strategy); under several processes each scores a
+        shard and all get every row."""
         trainer = self.trainer
         model = trainer.lightning_module
         loader = datamodule.pool_dataloader()
         world_size, rank = trainer.world_size, trainer.global_rank
         if world_size <= 1:
-            return score_pool(model, loader, datamodule.heuristic, self.inference_iteration).scores
+            return score_pool(model, loader, datamodule.heuristic, self.inference_iteration)
         size = len(loader.dataset)
         positions = list(range(rank, size, world_size))
         shard = DataLoader(
@@ -307,16 +326,50 @@ class ActiveLearningLoop(FitWrapperLoop):
             num_workers=loader.num_workers,
             collate_fn=loader.collate_fn,
         )
-        local = score_pool(model, shard, datamodule.heuristic, self.inference_iteration).scores
+        local = score_pool(model, shard, datamodule.heuristic, self.inference_iteration)
+        return PoolScores(
+            self._gather_rows(local.scores, size),
+            None,
+            local.feature_cache,
+            None if local.embeddings is None else self._gather_rows(local.embeddings, size),
+            None if local.mean_probabilities is None else self._gather_rows(local.mean_probabilities, size),
+        )
+
+    def _gather_rows(self, local: np.ndarray, size: int) -> np.ndarray:
+        """Every rank's rows of an array sharded round-robin (rank ``r`` has rows ``r, r + W, ...``), in pool order."""
+        trainer = self.trainer
+        world_size = trainer.world_size
         per_rank = -(-size // world_size)
-        padded = torch.full((per_rank,), float("nan"), dtype=torch.float64, device=trainer.strategy.root_device)
+        local = np.asarray(local)
+        padded = torch.full(
+            (per_rank, *local.shape[1:]), float("nan"), dtype=torch.float64, device=trainer.strategy.root_device
+        )
         padded[: len(local)] = torch.as_tensor(local, dtype=torch.float64)
-        gathered = trainer.strategy.all_gather(padded).reshape(world_size, per_rank).cpu().numpy()
-        scores = np.empty(size, dtype=np.float64)
+        gathered = trainer.strategy.all_gather(padded).reshape(world_size, per_rank, *local.shape[1:]).cpu().numpy()
+        rows = np.empty((size, *local.shape[1:]), dtype=local.dtype if local.size else np.float64)
         for source in range(world_size):
             count = len(range(source, size, world_size))
-            scores[source::world_size] = gathered[source, :count]
-        return scores
+            rows[source::world_size] = gathered[source, :count]
+        return rows
+
+    def _labelled_embeddings(self, datamodule: ActiveLearningDataModule) -> np.ndarray | None:
+        """Embeddings of the labelled samples when the strategy starts from them (CoreSet's initial centres)."""
+        heuristic = datamodule.heuristic
+        if not isinstance(heuristic, DiversityStrategy) or not heuristic.needs_labelled_embeddings:
+            return None
+        if not datamodule.num_labelled:
+            return None
+        return compute_embeddings(self.trainer.lightning_module, datamodule.labelled_inference_dataloader())
+
+    def _save_round_scores(
+        self, round_index: int, pool_indices: np.ndarray, scores: np.ndarray, selected: np.ndarray, pool: PoolScores
+    ) -> str:
+        """Write the round's pool scores beside the history; return the file name relative to that folder."""
+        name = f"{HISTORY_NAME}_scores/round_{round_index:04d}.npz"
+        if self.trainer.is_global_zero:
+            uncertainty = pool.scores if isinstance(self._datamodule().heuristic, DiversityStrategy) else None
+            save_round_scores(self._export_dir() / name, RoundScores(pool_indices, scores, selected, uncertainty))
+        return name
 
     def _evaluate(self, run: Any) -> dict[str, float]:
         """Run a val/test pass without logging it (it is logged once, in the round record)."""

@@ -33,18 +33,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from baal.active.heuristics import AbstractHeuristic, BatchBALD
+from baal.active.heuristics import EPIG, AbstractHeuristic, BatchBALD
 from baal.active.heuristics.stochastics import StochasticHeuristic
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.data import DataLoader, SequentialSampler
 
+from alkit.active.diversity import DiversityStrategy
+from alkit.active.embeddings import EmbeddingTap
 from alkit.active.heuristics import (
+    SampledTargetEPIG,
     _base_heuristic,
     needs_model_outputs,
     requires_mc_samples,
@@ -65,11 +68,16 @@ class PoolScores(NamedTuple):
         scores: ``[N]`` uncertainty per pool position, in the order of the pool dataloader.
         probabilities: ``[N, C, ..., I]`` MC probabilities when requested (or needed by a joint heuristic), else None.
         feature_cache: True when the backbone ran once per batch and only the head ran ``I`` times.
+        embeddings: ``[N, d]`` float32 embeddings (see :mod:`alkit.active.embeddings`) when requested or needed by
+            a diversity strategy, else None; taken in the same pass over the pool as the scores.
+        mean_probabilities: ``[N, C, ...]`` probabilities averaged over the MC passes, for diversity strategies.
     """
 
     scores: np.ndarray
     probabilities: np.ndarray | None
     feature_cache: bool
+    embeddings: np.ndarray | None = None
+    mean_probabilities: np.ndarray | None = None
 
 
 def dropout_modules(module: nn.Module) -> list[nn.Module]:
@@ -198,19 +206,21 @@ def _mc_probabilities(
     iterations: int,
     split: _FeatureSplit | None,
     model_outputs: str,
+    features: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """``[b, C, ..., I]`` probabilities for consecutive chunks of one batch; the caller set up :func:`mc_dropout`.
 
     On the feature-cache path the backbone runs once for the whole batch; the head then runs on chunks of samples
     whose features are replicated ``I`` times, at most ``_MAX_REPLICATED_ROWS`` rows at a time, so the working
-    memory is capped whatever ``I`` is. Otherwise the whole batch goes through the model ``I`` times.
+    memory is capped whatever ``I`` is. Otherwise the whole batch goes through the model ``I`` times. ``features``:
+    the backbone's output for ``inputs`` when the caller already has it.
     """
     batch_size = _batch_size_of(inputs)
     if split is None:
         passes = [_to_probabilities(_check_logits(model(inputs), batch_size), model_outputs) for _ in range(iterations)]
         yield torch.stack(passes, dim=-1)  # [B, C, ..., I]
         return
-    features = split.features(inputs)
+    features = split.features(inputs) if features is None else features
     per_chunk = max(1, _MAX_REPLICATED_ROWS // iterations)
     for start in range(0, batch_size, per_chunk):
         chunk = features[start : start + per_chunk]
@@ -253,6 +263,7 @@ def score_pool(
     return_probabilities: bool = False,
     model_outputs: Literal["logits", "probabilities"] = "logits",
     feature_cache: bool = True,
+    return_embeddings: bool = False,
 ) -> PoolScores:
     """Uncertainty of every pool sample under ``heuristic``, from ``mc_iterations`` MC-dropout passes.
 
@@ -267,6 +278,11 @@ def score_pool(
         return_probabilities: also return the ``[N, C, ..., I]`` probabilities (memory grows with ``N * I``).
         model_outputs: ``"logits"`` (softmaxed here) or ``"probabilities"`` (checked, then used as they are).
         feature_cache: allow the backbone-once / head-``I``-times path when the model qualifies.
+        return_embeddings: also return the ``[N, d]`` embeddings (always done for a diversity strategy, with the
+            mean probabilities). They come from the same pass: on the feature-cache path the head runs once more,
+            dropout off, on the features already computed; a model without dropout gives them in its single pass;
+            otherwise (full MC passes) one more deterministic pass is made. ``model.embed(x)``, when defined, is
+            called as it is.
 
     Returns:
         :class:`PoolScores` with ``scores[k]`` the uncertainty of the ``k``-th sample the dataloader yields.
@@ -280,7 +296,14 @@ def score_pool(
     if isinstance(mc_iterations, bool) or not isinstance(mc_iterations, (int, np.integer)) or mc_iterations < 1:
         raise ValueError(f"`mc_iterations` must be an integer >= 1, got {mc_iterations!r}.")
     heuristic = resolve_heuristic(heuristic)
+    if isinstance(_base_heuristic(heuristic), EPIG) and not isinstance(heuristic, SampledTargetEPIG):
+        raise ValueError(
+            "BaaL's EPIG needs predictions on target inputs, which pool scoring does not have; use heuristic='epig' "
+            "(alkit.active.heuristics.SampledTargetEPIG: the targets are a random sample of the pool)."
+        )
     expected = _check_pool_loader(dataloader)
+    strategy = heuristic if isinstance(heuristic, DiversityStrategy) else None
+    tap = EmbeddingTap(model) if (return_embeddings or strategy is not None) else None  # refused before any work
 
     if not needs_model_outputs(heuristic):  # Random: the scores do not depend on the model
         if expected is None:
@@ -304,13 +327,15 @@ def score_pool(
     iterations = int(mc_iterations) if has_dropout else 1
 
     streaming = scores_independently(heuristic) and not return_probabilities
-    scorer = _base_heuristic(heuristic)
+    scorer = strategy.uncertainty if strategy is not None else _base_heuristic(heuristic)
     device = torch.device(device) if device is not None else _model_device(model)
     split = _find_feature_split(model) if (feature_cache and has_dropout and iterations > 1) else None
     split_checked = split is None
 
     scores: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
+    means: list[np.ndarray] = []
     seen = 0
     with torch.no_grad():
         for batch in dataloader:
@@ -327,14 +352,27 @@ def score_pool(
                         stacklevel=2,
                     )
                     split = None
+            # a deterministic model's single pass gives the embeddings too (the hook reads the last layer's input)
+            in_pass = tap is not None and tap.embed is None and split is None and not has_dropout
             with mc_dropout(model, enabled=has_dropout):
-                for chunk in _mc_probabilities(model, inputs, iterations, split, model_outputs):
-                    array = chunk.cpu().double().numpy()
-                    seen += array.shape[0]
-                    if streaming:
-                        scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
-                    else:
-                        probabilities.append(array)
+                features = split.features(inputs) if split is not None else None
+                with tap.capture() if in_pass else nullcontext([]) as captured:
+                    for chunk in _mc_probabilities(model, inputs, iterations, split, model_outputs, features):
+                        array = chunk.cpu().double().numpy()
+                        seen += array.shape[0]
+                        if strategy is not None:
+                            means.append(array.mean(axis=-1))
+                        if streaming:
+                            scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
+                        else:
+                            probabilities.append(array)
+            if tap is not None:
+                batch_size = _batch_size_of(inputs)
+                if in_pass:
+                    embedded = tap.from_capture(captured, batch_size)
+                else:
+                    embedded = _deterministic_embeddings(model, tap, inputs, batch_size, split, features)
+                embeddings.append(embedded.cpu().numpy())
 
     if expected is not None and seen != expected:
         raise RuntimeError(f"The pool dataloader yielded {seen} samples but its dataset has {expected}.")
@@ -345,7 +383,31 @@ def score_pool(
         all_scores = np.zeros(0)
     else:
         all_scores = np.asarray(scorer.get_uncertainties(all_probabilities), dtype=np.float64).reshape(-1)
-    return PoolScores(all_scores, all_probabilities, split is not None)
+    return PoolScores(
+        all_scores,
+        all_probabilities,
+        split is not None,
+        np.concatenate(embeddings) if embeddings else (np.zeros((0, 0), np.float32) if tap is not None else None),
+        np.concatenate(means) if means else None,
+    )
+
+
+def _deterministic_embeddings(
+    model: nn.Module,
+    tap: EmbeddingTap,
+    inputs: Any,
+    batch_size: int,
+    split: _FeatureSplit | None,
+    features: torch.Tensor | None,
+) -> torch.Tensor:
+    """Embeddings of one batch, dropout off; on the feature-cache path only the head runs again."""
+    with mc_dropout(model, enabled=False):
+        if split is not None and features is not None and tap.embed is None:
+            with tap.capture() as captured:
+                split.head(features)
+            if len(captured) == 1:  # the last Linear is in the head: no second backbone pass
+                return tap.from_capture(captured, batch_size)
+        return tap.forward(inputs, batch_size)
 
 
 def select_query(
