@@ -4,25 +4,40 @@
 * :class:`ActiveLearningDataModule` - labelled / validation / pool split of a datamodule's training set.
 * :func:`score_pool` / :func:`select_query` - MC-dropout scoring of the pool with a BaaL heuristic.
 * :func:`resolve_heuristic`, :class:`VariationRatios` - heuristics by name, and the one BaaL lacks.
+* :class:`CoreSet`, :class:`BADGE`, :class:`TypiClust`, :class:`Hybrid` - diversity-aware strategies on embeddings
+  (:func:`compute_embeddings`); :class:`SampledTargetEPIG` - EPIG with targets drawn from the pool.
 * :class:`ActiveLearningHistory`, :func:`plot_label_efficiency` - per-round records and label-efficiency curves.
 """
 
-from alkit.active.datamodule import ActiveLearningDataModule
-from alkit.active.heuristics import HEURISTIC_NAMES, VariationRatios, resolve_heuristic
-from alkit.active.history import ActiveLearningHistory, RoundRecord, plot_label_efficiency
+from alkit.active.datamodule import INITIAL_STRATEGIES, ActiveLearningDataModule
+from alkit.active.diversity import BADGE, CoreSet, DiversityStrategy, Hybrid, Selection, TypiClust
+from alkit.active.embeddings import EmbeddingProtocolError, compute_embeddings
+from alkit.active.heuristics import HEURISTIC_NAMES, SampledTargetEPIG, VariationRatios, resolve_heuristic
+from alkit.active.history import ActiveLearningHistory, RoundRecord, RoundScores, plot_label_efficiency
 from alkit.active.loop import ActiveLearningLoop
 from alkit.active.oracle import Oracle, reveal_labels
 from alkit.active.scoring import PoolScores, mc_dropout, score_pool, select_query
 
 __all__ = [
+    "BADGE",
     "HEURISTIC_NAMES",
+    "INITIAL_STRATEGIES",
     "ActiveLearningDataModule",
     "ActiveLearningHistory",
     "ActiveLearningLoop",
+    "CoreSet",
+    "DiversityStrategy",
+    "EmbeddingProtocolError",
+    "Hybrid",
     "Oracle",
     "PoolScores",
     "RoundRecord",
+    "RoundScores",
+    "SampledTargetEPIG",
+    "Selection",
+    "TypiClust",
     "VariationRatios",
+    "compute_embeddings",
     "mc_dropout",
     "plot_label_efficiency",
     "resolve_heuristic",

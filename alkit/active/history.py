@@ -27,7 +27,14 @@ import numpy as np
 
 from alkit._io import _fsync_dir, _umask, write_text_atomic
 
-__all__ = ["ActiveLearningHistory", "RoundRecord", "RoundScores", "plot_label_efficiency", "save_round_scores"]
+__all__ = [
+    "ActiveLearningHistory",
+    "RoundRecord",
+    "RoundScores",
+    "load_round_scores",
+    "plot_label_efficiency",
+    "save_round_scores",
+]
 
 _FIXED_COLUMNS = (
     "round",
