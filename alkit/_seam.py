@@ -190,6 +190,35 @@ def reset_restart_stage(loop: Any) -> None:
         loop.reset_restart_stage()
 
 
+#: the restart stage of a loop that was not restarted (every Lightning loop spells it the same)
+_NO_RESTART_STAGE = "none"
+
+
+def iteration_done(loop: Any) -> None:
+    """After an iteration: clear ``loop``'s reload flags and restart stage, as Lightning's ``on_iteration_done``.
+
+    Runs after every batch of every loop, so it reads the instance dictionary and writes only what is set: a loop
+    that was never reloaded costs two look-ups, not the attribute writes Lightning's own version does each time.
+    """
+    state = loop.__dict__
+    if state.get("_restarting") or state.get("_loaded_from_state_dict") or state.get("_resuming_from_checkpoint"):
+        finish_iteration(loop)
+    elif _LIGHTNING_CLEARS_FLAGS and state.get("_restart_stage", _NO_RESTART_STAGE) != _NO_RESTART_STAGE:
+        loop.reset_restart_stage()
+
+
+def set_restarting(loop: Any, value: bool) -> None:
+    """``loop.restarting = value`` for ``loop`` and the loops below it (Lightning's setter), without attribute hooks.
+
+    Lightning's epoch loop writes ``val_loop.restarting = False`` after every batch.
+    """
+    state = loop.__dict__
+    state["_restarting"] = value
+    for child in list(state.values()):
+        if isinstance(child, _Loop):
+            child.restarting = value
+
+
 def mark_loaded(loop: Any) -> None:
     """Record that ``loop``'s state came from a checkpoint (Lightning 2.5+ does it in ``load_state_dict``)."""
     loop.__dict__["_loaded_from_state_dict"] = True

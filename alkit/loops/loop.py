@@ -264,13 +264,17 @@ class Loop(_Loop):
             self._restarting = False
         return self.on_run_end()
 
-    def on_iteration_done(self) -> None:
-        """Clear the reload flags after an iteration (``restarting`` is true only until the first one ends)."""
-        # Skipping the writes when nothing is set keeps the per-batch loops cheap (this runs for every batch).
-        if _seam.restart_pending(self):
-            _seam.finish_iteration(self)
-        else:
-            _seam.reset_restart_stage(self)
+    #: Clear the reload flags after an iteration (``restarting`` is true only until the first one ends).
+    on_iteration_done = _seam.iteration_done
+
+    @property
+    def restarting(self) -> bool:
+        """Whether the loop's state was reloaded and its first iteration since has not finished."""
+        return self._restarting
+
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        _seam.set_restarting(self, value)
 
     @property
     def loaded_from_checkpoint(self) -> bool:

@@ -18,17 +18,23 @@ interval, logging) is Lightning's ``_TrainingEpochLoop``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from alkit import _seam
 from alkit._seam import (
+    _AutomaticOptimization,
     _DataFetcher,
     _DataLoaderIterDataFetcher,
+    _ManualOptimization,
     _TrainingEpochLoop,
 )
 from alkit.lightning import pl
 from alkit.loops.evaluation_loop import EvaluationLoop
 from alkit.loops.loop import Loop
+from alkit.loops.optimization.manual import ManualOptimization
+from alkit.loops.optimization.optimizer_loop import OptimizerLoop, _hook, _legacy_parameters
 from alkit.loops.training_batch_loop import TrainingBatchLoop
 from alkit.loops.utilities import prepare_outputs_training_batch_end
 
@@ -102,11 +108,35 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
 
     def run(self, data_fetcher: _DataFetcher) -> Any:
         """Run one epoch over ``data_fetcher`` (the :class:`~alkit.loops.Loop` contract)."""
+        if not _overrides_iteration(type(self)):
+            return self._run_iterations_directly(data_fetcher)
         return Loop.run(self, data_fetcher)
+
+    def _run_iterations_directly(self, data_fetcher: _DataFetcher) -> Any:
+        """``Loop.run`` for a loop whose iteration hooks are this class's: Lightning's ``advance`` and
+        ``on_advance_end`` are called with the fetcher directly, saving two call layers per batch."""
+        if self.skip:
+            return self.on_skip()
+        self.reset()
+        self.on_run_start(data_fetcher)
+        advance, advance_end = _TrainingEpochLoop.advance, _TrainingEpochLoop.on_advance_end
+        while not self.done:
+            try:
+                advance(self, data_fetcher)
+                advance_end(self, data_fetcher)
+            except StopIteration:
+                break
+            finally:
+                self.on_iteration_done()
+        if self._restarting:
+            self._restarting = False
+        return self.on_run_end()
 
     def on_run_start(self, data_fetcher: _DataFetcher) -> None:
         self._data_fetcher = data_fetcher
         super().on_run_start(data_fetcher)
+        self.__dict__["_automatic_entry"].prepare()
+        self.__dict__["_manual_entry"].prepare()
 
     def on_advance_end(self) -> None:  # type: ignore[override]
         """Validate if it is time to, update plateau schedulers and step counters (Lightning's logic)."""
@@ -145,32 +175,55 @@ class _BatchLoopEntry:
     ``optimizer_loop`` or ``manual_loop`` (whatever loop is connected there). The progress Lightning reads through
     these names (``global_step``, the tuner's reset) is the connected loop's own. The names are listed, not
     forwarded wholesale, so a misspelling is an ``AttributeError``.
+
+    A user who never replaces a loop pays nothing for the restored batch level: when the connected loops are
+    alkit's own and nothing 1.x-specific is in play (one optimizer, no ``"frequency"``, no 1.x-style hook
+    overrides, no yielding ``training_step``), the batch runs straight through Lightning's own optimization with
+    the connected loop's progress trackers, which is exactly what the batch and optimizer loops would have done.
     """
 
-    __slots__ = ("_epoch_loop", "_name")
+    __slots__ = ("_epoch_loop", "_name", "_native", "_pending")
 
     def __init__(self, epoch_loop: TrainingEpochLoop, name: str) -> None:
         self._epoch_loop = epoch_loop
         self._name = name
+        self._native: _NativeBatch | None = None
+        self._pending: _NativeBatch | None = None
 
     @property
     def loop(self) -> Any:
         """The loop connected at ``batch_loop.<name>``."""
         return getattr(self._epoch_loop.batch_loop, self._name)
 
+    def prepare(self) -> None:
+        """Decide (once per epoch) whether the batches can run through Lightning's own optimization directly."""
+        native = _native_batch(self._epoch_loop, self._name)
+        if native is not None and native.restart_pending():
+            # the slow path clears the reload flags after the first batch; the fast one takes over from there
+            self._native, self._pending = None, native
+        else:
+            self._native, self._pending = native, None
+
     def run(self, *args: Any) -> Any:
+        native = self._native
+        if native is not None and native.still_connected(self._epoch_loop):
+            return native.run(args)
         # (optimizer, batch_idx, kwargs) for automatic optimization, (kwargs,) for manual
         kwargs = args[-1]
         batch_idx = args[1] if len(args) == 3 else None
         epoch_loop = self._epoch_loop
         outputs = epoch_loop.batch_loop.run(kwargs, batch_idx)
         trainer = epoch_loop.trainer
+        pending = self._pending
+        if pending is not None and pending.still_connected(epoch_loop) and not pending.restart_pending():
+            self._native, self._pending = pending, None
         # what `on_train_batch_end` receives, as in Lightning 1.x (Lightning 2's `{"loss": ...}` with one optimizer)
         return prepare_outputs_training_batch_end(outputs, trainer.lightning_module, len(trainer.optimizers))
 
     @property
     def optim_progress(self) -> Any:
-        return self.loop.optim_progress
+        # read for `trainer.global_step` several times per batch: the connected loop without an extra call layer
+        return getattr(self._epoch_loop.batch_loop, self._name).optim_progress
 
     @property
     def optim_step_progress(self) -> Any:
@@ -189,6 +242,74 @@ class _BatchLoopEntry:
 
     def load_state_dict(self, state_dict: dict, prefix: str = "") -> None:
         self.loop.load_state_dict(state_dict, prefix)
+
+
+@functools.lru_cache(maxsize=32)
+def _overrides_iteration(cls: type) -> bool:
+    """Whether ``cls`` (a TrainingEpochLoop subclass) changes what happens in an iteration of ``Loop.run``."""
+    return any(
+        getattr(cls, name) is not getattr(TrainingEpochLoop, name)
+        for name in ("on_advance_start", "advance", "on_advance_end", "on_iteration_done")
+    )
+
+
+class _NativeBatch:
+    """One batch through Lightning's own optimization, for the default batch and optimizer loops.
+
+    Automatic optimization runs a plain ``_AutomaticOptimization`` that shares the ``OptimizerLoop``'s progress
+    trackers (so ``global_step``, checkpoints and 1.x progress paths are the same objects); manual optimization runs
+    Lightning's ``_ManualOptimization.run`` on the connected ``ManualOptimization``.
+    """
+
+    __slots__ = ("batch_loop", "loop", "runner", "automatic")
+
+    def __init__(self, batch_loop: TrainingBatchLoop, loop: Any, runner: Any, automatic: bool) -> None:
+        self.batch_loop = batch_loop
+        self.loop = loop
+        self.runner = runner
+        self.automatic = automatic
+
+    def still_connected(self, epoch_loop: TrainingEpochLoop) -> bool:
+        batch_loop = self.batch_loop
+        return epoch_loop.__dict__.get("batch_loop") is batch_loop and (
+            batch_loop.__dict__.get("optimizer_loop" if self.automatic else "manual_loop") is self.loop
+        )
+
+    def restart_pending(self) -> bool:
+        return _seam.restart_pending(self.batch_loop) or _seam.restart_pending(self.loop)
+
+    def run(self, args: tuple) -> Any:
+        if self.automatic:
+            optimizer, batch_idx, kwargs = args
+            self.batch_loop.__dict__["batch_idx"] = batch_idx
+            runner = self.runner
+            runner._skip_backward = self.loop.__dict__.get("_skip_backward", False)
+            return runner.run(optimizer, batch_idx, kwargs)
+        return _ManualOptimization.run(self.loop, args[0])
+
+
+def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | None:
+    """The native runner for ``batch_loop.<name>``, or ``None`` when the batch level must run as loops."""
+    batch_loop = epoch_loop.__dict__.get("batch_loop")
+    trainer = epoch_loop.trainer
+    if type(batch_loop) is not TrainingBatchLoop or trainer is None:
+        return None
+    module = trainer.lightning_module
+    training_step = getattr(module, "training_step", None)
+    if training_step is None or inspect.isgeneratorfunction(training_step):
+        return None
+    loop = batch_loop.__dict__.get(name)
+    if name == "manual_loop":
+        return _NativeBatch(batch_loop, loop, None, automatic=False) if type(loop) is ManualOptimization else None
+    if type(loop) is not OptimizerLoop or len(trainer.optimizers) != 1:
+        return None
+    if any(_legacy_parameters(_hook(module, hook)) is not None for hook in ("optimizer_step", "optimizer_zero_grad")):
+        return None
+    runner = _AutomaticOptimization(trainer)
+    runner.optim_progress = loop.optim_progress
+    # 1.x readers of `optimizer_loop.optimizer_idx` during the step see the one optimizer
+    loop.__dict__["_indices"], loop.__dict__["_optimizers"] = (0,), tuple(trainer.optimizers)
+    return _NativeBatch(batch_loop, loop, runner, automatic=True)
 
 
 _LAYOUT = (

@@ -1,0 +1,109 @@
+"""With the default loops the batch runs straight through Lightning's optimization; anything 1.x-specific, or a
+connected loop of the user's, runs the restored batch and optimizer loops, and switching mid-fit is honoured."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import alkit
+from alkit.lightning import pl
+from alkit.loops import OptimizerLoop, TrainingBatchLoop
+
+
+class Small(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def loader(n: int = 24) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g)), 4)
+
+
+def trainer(**kwargs) -> alkit.Trainer:
+    return alkit.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+class CountingOptimizerLoop(OptimizerLoop):
+    runs = 0
+
+    def on_run_start(self, optimizers, kwargs):
+        type(self).runs += 1
+        super().on_run_start(optimizers, kwargs)
+
+
+def test_default_loops_skip_the_loop_protocol_but_keep_progress(monkeypatch):
+    calls = []
+    original = TrainingBatchLoop.run
+    monkeypatch.setattr(TrainingBatchLoop, "run", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    t = trainer()
+    t.fit(Small(), loader())
+    assert calls == []  # 6 batches x 2 epochs went through Lightning's own optimization
+    assert t.global_step == 12
+    progress = t.fit_loop.epoch_loop.batch_loop.optimizer_loop.optim_progress
+    assert progress.optimizer_steps == 12  # the 1.x path's tracker is the one that counted
+    assert t.fit_loop.epoch_loop.batch_loop.batch_idx == 5
+
+
+def test_a_connected_optimizer_loop_runs_every_batch():
+    CountingOptimizerLoop.runs = 0
+    t = trainer()
+    t.fit_loop.epoch_loop.batch_loop.connect(optimizer_loop=CountingOptimizerLoop())
+    t.fit(Small(), loader())
+    assert CountingOptimizerLoop.runs == 12 and t.global_step == 12
+
+
+def test_connecting_a_loop_mid_fit_takes_effect_at_the_next_batch():
+    CountingOptimizerLoop.runs = 0
+
+    class SwitchAfterThreeBatches(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            batch_loop = trainer.fit_loop.epoch_loop.batch_loop
+            if trainer.global_step == 3 and not isinstance(batch_loop.optimizer_loop, CountingOptimizerLoop):
+                batch_loop.connect(optimizer_loop=CountingOptimizerLoop())
+
+    t = trainer(callbacks=[SwitchAfterThreeBatches()])
+    t.fit(Small(), loader())
+    # as in 1.x, the connected loop's own progress counts the steps from then on
+    assert CountingOptimizerLoop.runs == 9 and t.global_step == 9
+
+
+def test_a_1x_optimizer_step_override_runs_through_the_optimizer_loop():
+    seen = []
+
+    class Legacy(Small):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_idx, optimizer_closure, **kwargs):
+            seen.append(optimizer_idx)
+            optimizer.step(closure=optimizer_closure)
+
+    t = trainer()
+    t.fit(Legacy(), loader())
+    assert seen == [0] * 12 and t.global_step == 12
+
+
+def test_the_same_weights_either_way():
+    torch.manual_seed(0)
+    native, looped = Small(), Small()
+    looped.load_state_dict(native.state_dict())
+    trainer().fit(native, loader())
+    t = trainer()
+    t.fit_loop.epoch_loop.batch_loop.connect(optimizer_loop=CountingOptimizerLoop())
+    t.fit(looped, loader())
+    for name, value in native.state_dict().items():
+        assert torch.equal(value, looped.state_dict()[name]), name
