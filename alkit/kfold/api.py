@@ -16,25 +16,26 @@ from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
 from alkit.kfold.result import KFoldResult
+from alkit.kfold.splits import DEFAULT_K, resolve_cv
 from alkit.lightning import check_namespace, pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
 
 __all__ = ["kfold_fit"]
 
-_DEFAULT_K = 5
-
 
 def kfold_fit(
     model: pl.LightningModule,
     datamodule: pl.LightningDataModule,
-    k: int = _DEFAULT_K,
+    k: int | None = None,
     *,
+    cv: Any = None,
     splitter: Any = None,
     stratify: bool = False,
     groups: Any = None,
     trainer: pl.Trainer | None = None,
     export_path: str | os.PathLike | None = None,
     ensemble: bool = True,
+    oof: bool = True,
     seed: int | None = None,
     ckpt_path: str | os.PathLike | None = None,
     **trainer_kwargs: Any,
@@ -48,15 +49,19 @@ def kfold_fit(
         model: a ``LightningModule``; it is left exactly as given (folds train a copy).
         datamodule: any ``LightningDataModule`` with a training set (wrapped in a :class:`KFoldDataModule`), or a
             :class:`BaseKFoldDataModule` used as is.
-        k: number of folds. With a ``splitter`` the splitter decides; ``k`` is then only checked against it when
-            set to something other than its default.
-        splitter: any scikit-learn splitter (``KFold``, ``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``, ...).
+        k: number of folds (default 5), as ``cv=<int>``; with a splitter, only checked against its ``get_n_splits``.
+        cv: as scikit-learn's ``cv``: a number of folds, any scikit-learn splitter (``KFold``, ``StratifiedKFold``,
+            ``GroupKFold``, ``ShuffleSplit``, ``RepeatedStratifiedKFold``, ...) or an iterable of ``(train,
+            held_out)`` index pairs. The folds are computed once, checked, before anything trains.
+        splitter: the older name of ``cv`` for a splitter object.
         stratify: keep class ratios in every fold (default splitter ``StratifiedKFold``).
         groups: one group id per training sample; groups never straddle folds.
         trainer: an :class:`alkit.Trainer` to use (``max_epochs`` = epochs per fold); else one is built from
             ``trainer_kwargs``.
         export_path: folder for fold checkpoints and ``kfold_result.json`` (default ``<default_root_dir>/kfold``).
         ensemble: also test the soft-voting ensemble of the fold models.
+        oof: predict every held-out sample with the fold model that held it out (``result.oof_predictions``,
+            written beside ``kfold_result.json``); one pass over each held-out fold.
         seed: seeds the folds and, through ``seed_everything`` and per-fold reseeding, training (same seed → same
             folds and same metrics on CPU). ``None``: folds from seed 0, training RNG left as it is.
         ckpt_path: resume an interrupted run from one of its checkpoints (a ``fold_<i>.ckpt`` or a
@@ -72,8 +77,7 @@ def kfold_fit(
     check_namespace(datamodule, "datamodule")
     if not isinstance(model, pl.LightningModule):
         raise TypeError(f"model={type(model).__name__} is invalid: expected a {pl.__name__}.LightningModule")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise ValueError(f"k={k!r} is invalid: k-fold cross-validation needs an int k >= 2")
+    resolved_cv = resolve_cv(cv, k, splitter=splitter)  # cv, k and splitter checked together, before any work
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"seed={seed!r} is invalid: expected an int or None")
     if trainer is not None and not isinstance(trainer, Trainer):
@@ -90,24 +94,26 @@ def kfold_fit(
         _check_resume_files(ckpt_path)
 
     if isinstance(datamodule, BaseKFoldDataModule):
-        if splitter is not None or stratify or groups is not None:
+        if cv is not None or splitter is not None or stratify or groups is not None:
             raise ValueError(
-                f"datamodule={type(datamodule).__name__} already defines its folds: splitter, stratify and groups "
-                "apply only to a plain LightningDataModule"
+                f"datamodule={type(datamodule).__name__} already defines its folds: cv, splitter, stratify and "
+                "groups apply only to a plain LightningDataModule"
             )
         kfold_datamodule = datamodule
     else:
         kfold_datamodule = KFoldDataModule(
-            datamodule, splitter=splitter, stratify=stratify, groups=groups, seed=0 if seed is None else seed
+            datamodule, cv=resolved_cv, k=k, stratify=stratify, groups=groups, seed=0 if seed is None else seed
         )
 
-    # Compute (and so check) the folds now, before anything trains.
-    num_folds = None if splitter is not None and k == _DEFAULT_K else int(k)
+    # Compute (and so check) the folds now, once, before anything trains; the loop and the result share them.
     kfold_datamodule.prepare_data()
     kfold_datamodule.setup("fit")
-    kfold_datamodule.setup_folds(num_folds)
+    if isinstance(kfold_datamodule, KFoldDataModule):
+        kfold_datamodule.setup_folds(k)  # None: its cv decides; else checked against the folds it computed
+    else:
+        kfold_datamodule.setup_folds(DEFAULT_K if k is None else int(k))
     kfold_datamodule.setup_fold_index(0)  # what Lightning's sanity check validates on, before the loop starts
-    num_folds = getattr(kfold_datamodule, "num_folds", None) or num_folds or int(k)
+    num_folds = getattr(kfold_datamodule, "num_folds", None) or (DEFAULT_K if k is None else int(k))
 
     if trainer is None:
         trainer = Trainer(**trainer_kwargs)
@@ -117,7 +123,7 @@ def kfold_fit(
     fit_loop = trainer.fit_loop
     if isinstance(fit_loop, FitWrapperLoop):  # a trainer reused from an earlier kfold_fit / research loop
         fit_loop = fit_loop.fit_loop
-    loop = KFoldLoop(num_folds, export_path=export_path, ensemble=ensemble, seed=seed)
+    loop = KFoldLoop(num_folds, export_path=export_path, ensemble=ensemble, seed=seed, oof=oof)
     loop.connect(fit_loop)
     trainer.fit_loop = loop
 

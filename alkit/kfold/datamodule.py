@@ -15,20 +15,19 @@ warning when it carries a ``transform``).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 
-from alkit.kfold.splits import Fold, check_splitter, make_folds, read_targets, splitter_needs_targets
+from alkit.kfold.folds import Fold, Folds, folds_fingerprint
+from alkit.kfold.splits import DEFAULT_K, make_folds, read_targets, resolve_cv, splitter_needs_targets
 from alkit.lightning import check_namespace, pl
 
-__all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOKS"]
+__all__ = ["BaseKFoldDataModule", "KFoldDataModule", "EVAL_DATASET_HOOKS", "folds_fingerprint"]
 
 #: Names (in order of preference) of the optional method of a wrapped datamodule returning its training set with
 #: evaluation transforms.
@@ -85,15 +84,20 @@ class KFoldDataModule(BaseKFoldDataModule):
     Args:
         datamodule: the datamodule to cross-validate. Its training set is its ``train_dataloader()``'s dataset, or
             its ``train_dataset`` attribute when it has no ``train_dataloader``.
-        splitter: any scikit-learn splitter (``KFold``, ``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``,
-            ``RepeatedStratifiedKFold``, ...). ``None``: a shuffled, seeded ``KFold`` (``StratifiedKFold`` with
-            ``stratify=True``, ``GroupKFold`` with ``groups``) with ``num_folds`` splits.
+        splitter: the older name of ``cv`` for a splitter object.
+        cv: as scikit-learn's ``cv``: a number of folds (a shuffled, seeded ``KFold``; ``StratifiedKFold`` with
+            ``stratify=True``, ``GroupKFold`` with ``groups``), any scikit-learn splitter (``KFold``,
+            ``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``, ``RepeatedStratifiedKFold``, ...) or an iterable
+            of ``(train, held_out)`` index pairs. ``None`` (and no ``k``): 5 folds, or as many as
+            ``setup_folds(num_folds)`` asks for.
+        k: the number of folds, as ``cv=<int>``; with a splitter it must equal the splitter's ``get_n_splits``.
         stratify: keep class ratios in every fold; targets are read from the training set's ``targets``.
         groups: one group id per training sample; a group never straddles train and held-out parts.
         seed: seeds the default splitter and any splitter left with ``random_state=None``; folds are a pure function
             of the data and the seed, hence identical on every ``ddp_spawn`` rank and after a resume.
 
-    Indices in :attr:`folds` are positions in the training set.
+    :attr:`folds` (a read-only :class:`~alkit.kfold.Folds`, computed once at ``setup("fit")`` or the first
+    ``setup_folds``) holds positions in the training set; the loop and the result share that same object.
     """
 
     def __init__(
@@ -103,6 +107,9 @@ class KFoldDataModule(BaseKFoldDataModule):
         stratify: bool = False,
         groups: Any = None,
         seed: int = 0,
+        *,
+        cv: Any = None,
+        k: int | None = None,
     ) -> None:
         super().__init__()
         check_namespace(datamodule, "datamodule")
@@ -111,18 +118,19 @@ class KFoldDataModule(BaseKFoldDataModule):
                 f"datamodule={datamodule!r} is invalid: expected a {pl.__name__}.LightningDataModule "
                 "(build one with LightningDataModule.from_datasets(train_dataset=...) for plain datasets)"
             )
-        if splitter is not None:
-            check_splitter(splitter)
+        resolved = resolve_cv(cv, k, splitter=splitter)  # every bad cv/k/splitter refused here, before any work
         if not isinstance(stratify, bool):
             raise TypeError(f"stratify={stratify!r} is invalid: expected True or False")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"seed={seed!r} is invalid: expected an int")
         self.datamodule = datamodule
-        self.splitter = splitter
+        self.cv: int | Any | None = resolved
+        self.k = None if k is None else int(k)  # with a splitter cv: the count it must produce
+        self.splitter = None if resolved is None or isinstance(resolved, int) else resolved
         self.stratify = stratify
         self.groups = groups
         self.seed = int(seed)
-        self.folds: list[Fold] | None = None
+        self.folds: Folds | None = None
         self.fold_index: int | None = None
         self._setup_stages: set[str] = set()
         self._train_dataset: Dataset | None = None
@@ -131,7 +139,6 @@ class KFoldDataModule(BaseKFoldDataModule):
         self._train_fold: Dataset | None = None
         self._val_fold: Dataset | None = None
         self._has_test_data: bool | None = None
-        self._folds_for: int | None = None
 
     # ------------------------------------------------------------------ Lightning hooks, forwarded
     def prepare_data(self) -> None:
@@ -153,14 +160,10 @@ class KFoldDataModule(BaseKFoldDataModule):
         """Serve fold 0 from the start of ``trainer.fit``.
 
         Lightning's sanity check asks for ``val_dataloader()`` before the fit loop (``KFoldLoop``) runs and selects
-        a fold; a trainer whose fit loop declares ``num_folds`` tells us how many folds to prepare.
+        a fold. The folds come from this datamodule's own ``cv`` (never from the trainer): one source of truth.
         """
-        trainer = self.trainer
-        num_folds = getattr(getattr(trainer, "fit_loop", None), "num_folds", None) if trainer is not None else None
-        if not isinstance(num_folds, int):
-            return
-        if self.folds is None or len(self.folds) != num_folds:
-            self.setup_folds(num_folds)
+        if self.folds is None:
+            self.setup_folds(None)
         if self.fold_index is None:
             self.setup_fold_index(0)
 
@@ -168,25 +171,33 @@ class KFoldDataModule(BaseKFoldDataModule):
         self.datamodule.teardown(stage)
 
     # ------------------------------------------------------------------ the k-fold protocol
-    def setup_folds(self, num_folds: int | None) -> None:
-        """Compute the folds (``num_folds`` may be ``None`` when a splitter decides the number).
+    def setup_folds(self, num_folds: int | None = None) -> None:
+        """Compute the folds once; ``num_folds`` (``None``: this datamodule's ``cv`` decides) is checked against them.
 
-        Computed once per ``num_folds`` (kfold_fit checks them before training, Lightning's sanity check and the loop
-        ask again): reading targets may mean iterating the whole training set.
+        Computed once (kfold_fit checks them before training, Lightning's sanity check and the loop ask again):
+        reading targets may mean iterating the whole training set. Only a datamodule built without ``cv``/``k``
+        recomputes, when a loop asks for another count than the default it used.
         """
-        if self.folds is not None and self._folds_for == num_folds:
+        if num_folds is None:
+            num_folds = self.k
+        if self.folds is not None and (num_folds is None or len(self.folds) == num_folds):
             self.fold_index = None
             return
+        if isinstance(self.cv, int) and num_folds is not None and num_folds != self.cv:
+            raise ValueError(
+                f"num_folds={num_folds} does not match this KFoldDataModule's cv={self.cv}: build the loop with "
+                f"KFoldLoop({self.cv}) or the datamodule with cv={num_folds}"
+            )
+        cv = self.cv if self.cv is not None else (num_folds or DEFAULT_K)
         dataset = self.train_dataset
         targets = None
         if self.stratify or (self.splitter is not None and splitter_needs_targets(self.splitter)):
             targets = read_targets(dataset)
         self.folds = None
-        self._folds_for = num_folds
         self.folds = make_folds(
             len(dataset),
-            num_folds,
-            splitter=self.splitter,
+            None if isinstance(cv, int) else num_folds,
+            cv=cv,
             targets=targets,
             stratify=self.stratify,
             groups=self.groups,
@@ -278,7 +289,7 @@ class KFoldDataModule(BaseKFoldDataModule):
 
     def folds_fingerprint(self) -> str:
         """A short hash of all fold indices: lets a resumed run check it sees the same folds as before."""
-        return folds_fingerprint(self._require_folds())
+        return self._require_folds().fingerprint
 
     # ------------------------------------------------------------------ the wrapped training set
     @property
@@ -355,7 +366,7 @@ class KFoldDataModule(BaseKFoldDataModule):
                 )
         self._eval_dataset = eval_dataset
 
-    def _require_folds(self) -> list[Fold]:
+    def _require_folds(self) -> Folds:
         if self.folds is None:
             raise RuntimeError("no folds yet: call setup_folds(num_folds) first (KFoldLoop does it on its first run)")
         return self.folds
@@ -364,16 +375,6 @@ class KFoldDataModule(BaseKFoldDataModule):
         if self._train_fold is None or self._val_fold is None:
             raise RuntimeError("no current fold: call setup_folds(num_folds) then setup_fold_index(i) first")
         return self._train_fold, self._val_fold
-
-
-def folds_fingerprint(folds: list[Fold]) -> str:
-    digest = hashlib.sha256()
-    for fold in folds:
-        digest.update(np.asarray(fold.train_indices, dtype=np.int64).tobytes())
-        digest.update(b"|")
-        digest.update(np.asarray(fold.val_indices, dtype=np.int64).tobytes())
-        digest.update(b"#")
-    return digest.hexdigest()[:16]
 
 
 def _loader_settings(loader: DataLoader | None, datamodule: pl.LightningDataModule) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import torch
 from alkit._rng import global_seed, reseed
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
 from alkit.kfold.ensemble import EnsembleVotingModel
+from alkit.kfold.oof import oof_result_fields, predict_current_fold
 from alkit.kfold.result import KFoldResult
 from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
@@ -60,6 +61,8 @@ class KFoldLoop(FitWrapperLoop):
         seed: fold ``i`` starts with the RNGs seeded ``seed + i`` so its result does not depend on the folds before
             it (nor on a resume). ``None``: the seed given to ``seed_everything`` (``PL_GLOBAL_SEED``) if any, else
             no reseeding.
+        oof: after each fold, predict its held-out samples with the fold model (out-of-fold predictions in the
+            result; needs a :class:`~alkit.kfold.KFoldDataModule`).
 
     After the run, :attr:`result` holds the :class:`~alkit.kfold.KFoldResult` (rank-zero's copy is also written to
     ``export_path/kfold_result.json``). Fold metrics are logged as ``fold_<i>/<name>``, the ensemble's as
@@ -75,7 +78,10 @@ class KFoldLoop(FitWrapperLoop):
         *,
         ensemble: bool = True,
         seed: int | None = None,
+        oof: bool = True,
     ) -> None:
+        if not isinstance(oof, bool):
+            raise TypeError(f"oof={oof!r} is invalid: expected True or False")
         if isinstance(num_folds, bool) or not isinstance(num_folds, numbers.Integral) or num_folds < 2:
             raise ValueError(f"num_folds={num_folds!r} is invalid: expected an int >= 2")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
@@ -86,6 +92,7 @@ class KFoldLoop(FitWrapperLoop):
         self.export_path = None if export_path is None else str(export_path)
         self.ensemble = bool(ensemble)
         self.seed = seed
+        self.oof = oof
         self.current_fold = 0
         self.result: KFoldResult | None = None
         self._epochs_per_fold: int | None = None
@@ -174,8 +181,9 @@ class KFoldLoop(FitWrapperLoop):
         val_metrics = self._reduce(val_metrics) if val_metrics is not None else self._evaluate(self.run_validation)
         test_metrics = self._evaluate(self.run_test) if self._datamodule().has_test_data else {}
         self._log({f"fold_{fold}/{k}": v for k, v in {**val_metrics, **test_metrics}.items()})
+        oof = predict_current_fold(trainer, self._datamodule()) if self.oof else None
         checkpoint_path = os.path.join(self._export_dir, f"fold_{fold}.ckpt")
-        self._records.append({"val": val_metrics, "test": test_metrics, "checkpoint": checkpoint_path})
+        self._records.append({"val": val_metrics, "test": test_metrics, "checkpoint": checkpoint_path, "oof": oof})
         self.current_fold = fold + 1  # saved below as "fold done": resuming from this file starts the next fold
         trainer.save_checkpoint(checkpoint_path, weights_only=False)  # full state (and results so far): resumable
 
@@ -321,6 +329,7 @@ class KFoldLoop(FitWrapperLoop):
             val_indices=[f.val_indices for f in folds[:done]] if len(folds) >= done else [],
             checkpoint_paths=[r["checkpoint"] for r in self._records],
             ensemble_metrics=self._ensemble_metrics,
+            **oof_result_fields([r.get("oof") for r in self._records], folds),
         )
 
     def _write_result(self, result: KFoldResult) -> None:
@@ -337,7 +346,7 @@ class KFoldLoop(FitWrapperLoop):
                 "num_folds": self.num_folds,
                 "current_fold": self.current_fold,
                 "records": [
-                    {"val": dict(r["val"]), "test": dict(r["test"]), "checkpoint": r["checkpoint"]}
+                    {"val": dict(r["val"]), "test": dict(r["test"]), "checkpoint": r["checkpoint"], "oof": r.get("oof")}
                     for r in self._records
                 ],
                 "ensemble_metrics": self._ensemble_metrics,

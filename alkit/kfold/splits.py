@@ -20,33 +20,101 @@ import copy
 import inspect
 import numbers
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    check_cv,
+)
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from alkit.kfold.folds import Fold, Folds
+
 __all__ = [
+    "DEFAULT_K",
     "Fold",
+    "Folds",
     "check_splitter",
     "make_folds",
     "make_splitter",
     "read_targets",
+    "resolve_cv",
     "splitter_needs_groups",
     "splitter_needs_targets",
 ]
 
-
-class Fold(NamedTuple):
-    """One fold: positions (into the training set) to train on and positions held out for validation."""
-
-    train_indices: np.ndarray
-    val_indices: np.ndarray
+#: Number of folds when neither ``cv`` nor ``k`` is given (scikit-learn's default too).
+DEFAULT_K = 5
 
 
-def check_splitter(splitter: Any) -> None:
-    """Reject anything that is not splitter-like: it needs a ``split(X, y, groups)`` method."""
+def resolve_cv(cv: Any = None, k: int | None = None, *, splitter: Any = None) -> int | Any | None:
+    """The one place ``cv=``, ``k=`` and the older ``splitter=`` become a fold count or a splitter object.
+
+    Like scikit-learn's ``check_cv``: an int is a number of folds, an object with ``split`` is a splitter, any other
+    iterable is a fixed list of ``(train, held_out)`` index pairs (wrapped by ``check_cv`` itself into a splitter
+    with ``get_n_splits``). Unlike ``check_cv``, an int does not become an unshuffled ``KFold`` here:
+    :func:`make_folds` turns it into a shuffled, seeded one, so a training set sorted by class still gives mixed
+    folds. Returns ``None`` when nothing was given (the caller's fold count or :data:`DEFAULT_K` then applies).
+
+    ``k`` is checked against an int ``cv`` here and against a splitter's ``get_n_splits`` by :func:`make_folds`
+    (some splitters only know their count once they see the data).
+    """
+    if k is not None:
+        _check_k(k)
+    if splitter is not None and cv is not None:
+        raise ValueError(
+            f"cv={_short(cv)} and splitter={_short(splitter)} were both given: pass one of them (splitter= is the "
+            "older name of cv=)"
+        )
+    if splitter is not None:
+        check_splitter(splitter)
+        cv = splitter
+    if cv is None:
+        return None if k is None else int(k)
+    if isinstance(cv, bool) or isinstance(cv, (str, bytes, float)):
+        raise TypeError(
+            f"cv={cv!r} is invalid: expected an int >= 2 (the number of folds), a scikit-learn splitter such as "
+            "KFold(5) or StratifiedKFold(5), or an iterable of (train, held_out) index pairs"
+        )
+    if isinstance(cv, numbers.Integral):
+        _check_k(cv, "cv")
+        if k is not None and int(k) != int(cv):
+            raise ValueError(f"k={k} and cv={cv} disagree: pass one of them (both mean the number of folds)")
+        return int(cv)
+    if hasattr(cv, "split"):
+        check_splitter(cv, "cv")
+        return cv
+    if not isinstance(cv, Iterable):
+        raise TypeError(
+            f"cv={cv!r} is invalid: expected an int >= 2, a splitter with split(X, y, groups) and get_n_splits(), "
+            "or an iterable of (train, held_out) index pairs"
+        )
+    pairs = list(cv)
+    for index, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(
+                f"cv[{index}]={_short(pair)} is invalid: every item of an iterable cv must be one (train, held_out) "
+                "pair of index arrays"
+            )
+    if not pairs:
+        raise ValueError("cv=[] is invalid: an iterable cv needs at least one (train, held_out) pair")
+    return check_cv(pairs)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def check_splitter(splitter: Any, argument: str = "splitter") -> None:
+    """Reject anything that is not splitter-like: it needs ``split(X, y, groups)`` and ``get_n_splits()``."""
     split = None if isinstance(splitter, (str, bytes)) else getattr(splitter, "split", None)
     accepts = callable(split)
     if accepts:
@@ -58,8 +126,13 @@ def check_splitter(splitter: Any) -> None:
             pass
     if not accepts:
         raise TypeError(
-            f"splitter={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
+            f"{argument}={splitter!r} is invalid: it has no split(X, y, groups) method; pass a scikit-learn "
             "splitter such as KFold(5), StratifiedKFold(5), GroupKFold(5) or ShuffleSplit(5)"
+        )
+    if not callable(getattr(splitter, "get_n_splits", None)):
+        raise TypeError(
+            f"{argument}={splitter!r} is invalid: it has no get_n_splits(X, y, groups) method, which says how many "
+            "folds it makes (every scikit-learn splitter has one)"
         )
 
 
@@ -97,23 +170,28 @@ def make_folds(
     stratify: bool = False,
     groups: Sequence[Any] | np.ndarray | torch.Tensor | None = None,
     seed: int = 0,
-) -> list[Fold]:
+    cv: Any = None,
+) -> Folds:
     """Split ``n_samples`` training samples into folds, checking the input first.
 
     Args:
         n_samples: size of the training set the folds index into.
-        k: number of folds when no ``splitter`` is given (then a seeded ``KFold``/``StratifiedKFold``/
-            ``GroupKFold``/``StratifiedGroupKFold`` is used). With a ``splitter``, ``k`` may be left ``None``; when
-            given it must equal the number of splits the splitter produces.
-        splitter: any object with ``split(X, y, groups)``. It is copied, never mutated; a ``random_state`` of
-            ``None`` is replaced by ``seed`` so the folds are reproducible (and identical on every process).
+        k: number of folds when no splitter is given (then a seeded ``KFold``/``StratifiedKFold``/
+            ``GroupKFold``/``StratifiedGroupKFold`` is used). With a splitter, ``k`` may be left ``None``; when
+            given it must equal the splitter's ``get_n_splits``.
+        splitter: the older name of ``cv=`` for a splitter object.
+        cv: as scikit-learn's ``cv`` (see :func:`resolve_cv`): an int, a splitter with ``split(X, y, groups)`` and
+            ``get_n_splits``, or an iterable of ``(train, held_out)`` pairs. A splitter is copied, never mutated; a
+            ``random_state`` of ``None`` is replaced by ``seed`` so the folds are reproducible (and identical on
+            every process).
         targets: one label per sample; required when ``stratify`` or when the splitter is a stratified one.
         stratify: keep class ratios in every fold (uses ``targets``).
         groups: one group id per sample; samples of one group never straddle a train/held-out boundary.
         seed: seed of the default splitter / of a splitter left unseeded.
 
     Returns:
-        One :class:`Fold` per split, as ``int64`` arrays of positions in ``range(n_samples)``.
+        The :class:`~alkit.kfold.Folds`: one :class:`Fold` per split, read-only ``int64`` arrays of positions in
+        ``range(n_samples)``.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
         raise ValueError(f"n_samples={n_samples!r} is invalid: expected a non-negative int (the training-set size)")
@@ -124,12 +202,10 @@ def make_folds(
         )
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed={seed!r} is invalid: expected an int")
-    if splitter is None and k is None:
-        raise ValueError("k=None is invalid without a splitter: pass k (an int >= 2) or splitter=<sklearn splitter>")
-    if k is not None:
-        _check_k(k)
-    if splitter is not None:
-        check_splitter(splitter)
+    resolved = resolve_cv(cv, k, splitter=splitter)
+    if resolved is None:
+        raise ValueError("k=None is invalid without a splitter: pass k (an int >= 2) or cv=<sklearn splitter>")
+    splitter, k = (None, resolved) if isinstance(resolved, int) else (resolved, k)
 
     group_array = None if groups is None else _as_1d_array(groups, "groups")
     if group_array is not None and len(group_array) != n_samples:
@@ -167,19 +243,28 @@ def make_folds(
 
     placeholder_x = np.zeros((n_samples, 1), dtype=np.int8)  # splitters only look at len(X)
     try:
+        expected = int(splitter.get_n_splits(placeholder_x, target_array, group_array))
+    except ValueError as err:
+        raise ValueError(f"splitter={_short(splitter)} cannot split {n_samples} training samples: {err}") from err
+    if k is not None and expected != k:
+        raise ValueError(
+            f"k={k} does not match splitter={_short(splitter)}, which produces {expected} folds: "
+            "leave k unset (None) or make it equal to the splitter's number of splits"
+        )
+    try:
         raw = list(splitter.split(placeholder_x, target_array, group_array))
     except ValueError as err:
-        raise ValueError(f"splitter={splitter!r} cannot split {n_samples} training samples: {err}") from err
+        raise ValueError(f"splitter={_short(splitter)} cannot split {n_samples} training samples: {err}") from err
     folds = [_checked_fold(index, tr, va, n_samples, splitter) for index, (tr, va) in enumerate(raw)]
 
     if len(folds) < 1:
-        raise ValueError(f"splitter={splitter!r} produced no folds for {n_samples} training samples")
-    if k is not None and len(folds) != k:
+        raise ValueError(f"splitter={_short(splitter)} produced no folds for {n_samples} training samples")
+    if len(folds) != expected:
         raise ValueError(
-            f"k={k} does not match splitter={splitter!r}, which produces {len(folds)} folds: "
-            "leave k unset (None) or make it equal to the splitter's number of splits"
+            f"splitter={_short(splitter)} produced {len(folds)} folds but its get_n_splits() says {expected}: "
+            "a splitter must make as many folds as it announces"
         )
-    return folds
+    return Folds(tuple(folds), n_samples)
 
 
 _SHOWN_INDICES = 5
@@ -197,7 +282,7 @@ def _checked_fold(index: int, train: Any, held_out: Any, n_samples: int, splitte
     Checked for every fold before anything trains: an overlapping fold would report metrics of samples the model
     trained on, and an index out of range would fail only when that fold's data is first read.
     """
-    where = f"splitter={splitter!r} produced a bad fold {index}"
+    where = f"splitter={_short(splitter, 200)} produced a bad fold {index}"
     parts = {}
     for name, values in (("training", train), ("held-out", held_out)):
         array = np.asarray(values)
@@ -286,11 +371,11 @@ def _as_1d_array(values: Iterable[Any], name: str) -> np.ndarray:
     return array
 
 
-def _check_k(k: Any) -> None:
+def _check_k(k: Any, argument: str = "k") -> None:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k={k!r} is invalid: expected an int >= 2 (the number of folds)")
+        raise ValueError(f"{argument}={k!r} is invalid: expected an int >= 2 (the number of folds)")
     if k < 2:
-        raise ValueError(f"k={k} is invalid: k-fold cross-validation needs k >= 2 folds")
+        raise ValueError(f"{argument}={k} is invalid: k-fold cross-validation needs k >= 2 folds")
 
 
 def _check_k_fits(
@@ -318,12 +403,14 @@ def _check_k_fits(
 
 
 def _requested_splits(splitter: Any) -> int | None:
-    """``n_splits`` of a k-fold-like splitter (folds partition the data), else ``None``."""
+    """Folds per repeat of a splitter whose held-out folds partition the data (then each must fit), else ``None``.
+
+    Only for the early, readable "k is too large" errors; the fold count itself always comes from ``get_n_splits``.
+    """
     if isinstance(splitter, (KFold, StratifiedKFold, GroupKFold, StratifiedGroupKFold)):
         return int(splitter.n_splits)
-    cv = getattr(splitter, "cvargs", None)  # RepeatedKFold / RepeatedStratifiedKFold
-    if isinstance(cv, dict) and "n_splits" in cv:
-        return int(cv["n_splits"])
+    if isinstance(splitter, (RepeatedKFold, RepeatedStratifiedKFold)):
+        return int(splitter.get_n_splits()) // int(splitter.n_repeats)
     return None
 
 

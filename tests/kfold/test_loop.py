@@ -79,6 +79,7 @@ def test_kfold_fit_reports_every_fold_not_only_the_ensemble(tmp_path):
     for path in result.checkpoint_paths:
         assert torch.load(path, weights_only=False)["state_dict"]
     saved = json.loads((tmp_path / "kfold" / "kfold_result.json").read_text())
+    assert saved.pop("oof_file") == "kfold_result.oof.npz"  # the out-of-fold predictions, beside it
     assert saved == json.loads(json.dumps(result.to_dict()))
 
 

@@ -6,6 +6,7 @@ import sys
 import matplotlib
 import numpy as np
 import pytest
+from scipy import stats
 
 from alkit.kfold import KFoldResult
 
@@ -54,8 +55,12 @@ def test_str_is_a_table_with_every_fold_mean_std_and_ensemble():
     assert lines[2].split() == ["0", "4", "2", "0.9000", "0.3000", "0.8500"]
     assert lines[4].split() == ["2", "4", "2", "0.8000", "-", "0.8000"]
     assert lines[5].split()[:2] == ["mean", "0.8000"]
-    assert lines[7].split() == ["ensemble", "-", "-", "0.9000"]
-    assert "test_loss=0.2000" in lines[8]
+    # mean ± the Student-t half width: t(0.975, df=2) · s / √3, with s = 0.1 (val_acc) and 0.05 (test_acc)
+    half_width = stats.t.ppf(0.975, df=2) / np.sqrt(3)
+    assert lines[6].split() == ["95%", "CI", "±", f"{0.1 * half_width:.4f}", "1.2706", f"{0.05 * half_width:.4f}"]
+    assert lines[7].split()[0] == "std"
+    assert lines[8].split() == ["ensemble", "-", "-", "0.9000"]
+    assert "test_loss=0.2000" in lines[9]
 
 
 def test_json_round_trip_is_exact_and_written_atomically(tmp_path):

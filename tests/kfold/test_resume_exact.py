@@ -5,6 +5,7 @@ Both runs happen on the same machine in the same process, so results are compare
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
@@ -62,8 +63,10 @@ def _fold_weights(result):
 
 def _assert_same(a, b):
     da, db = a.to_dict(), b.to_dict()
-    for key in ("val_metrics", "test_metrics", "train_indices", "val_indices", "ensemble_metrics"):
+    for key in ("val_metrics", "test_metrics", "train_indices", "val_indices", "ensemble_metrics", "oof_metrics"):
         assert da[key] == db[key], key
+    assert a.oof_predictions is not None and not np.isnan(a.oof_predictions).any()
+    np.testing.assert_array_equal(a.oof_predictions, b.oof_predictions)  # the finished folds' ones come from the file
     for wa, wb in zip(_fold_weights(a), _fold_weights(b), strict=True):
         assert wa.keys() == wb.keys()
         for name in wa:
