@@ -84,7 +84,8 @@ def k_center_greedy(
 
     The centres start as ``centres`` (the labelled samples' embeddings); with none, the first pick is drawn with
     ``rng``. Memory is ``O(N)`` beyond the inputs: the distance of each pool sample to its nearest centre is kept
-    and lowered after each pick. ``scores`` are those distances before any pick.
+    and lowered after each pick, from ``||x||^2 + ||c||^2 - 2 x.c`` (one matrix-vector product, no ``N x d``
+    temporary). ``scores`` are those distances before any pick.
     """
     pool = _as_matrix("pool", pool)
     centres = _as_matrix("centres", centres) if np.size(centres) else np.zeros((0, pool.shape[1]))
@@ -96,6 +97,7 @@ def k_center_greedy(
     else:
         nearest = np.full(pool.shape[0], np.inf)
     scores = nearest.copy()
+    squared = np.einsum("ij,ij->i", pool, pool)
     picks: list[int] = []
     for _ in range(count):
         if np.isinf(nearest).all():  # no centre yet
@@ -103,7 +105,8 @@ def k_center_greedy(
         else:
             pick = int(np.argmax(nearest))
         picks.append(pick)
-        nearest = np.minimum(nearest, np.linalg.norm(pool - pool[pick], axis=1))
+        to_pick = np.sqrt(np.maximum(squared + squared[pick] - 2.0 * (pool @ pool[pick]), 0.0))
+        nearest = np.minimum(nearest, to_pick)
         nearest[picks] = -1.0  # never picked twice, even among exact duplicates
     if np.isinf(scores).all() and picks:  # no labelled sample: distance to the first pick instead
         scores = np.linalg.norm(pool - pool[picks[0]], axis=1)
@@ -359,6 +362,7 @@ class Hybrid(DiversityStrategy):
 
     def select(self, query_size, pool_embeddings, labelled_embeddings, scores, probabilities=None) -> Selection:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        self.diversity.rng = self.rng  # (again: an unpickled strategy has two copies)
         keep = min(scores.shape[0], self.factor * int(query_size))
         candidates = np.asarray(self.prefilter.reorder_indices(scores), dtype=np.int64)[:keep]
         inner = self.diversity.select(
