@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from alkit.active import ActiveLearningDataModule, ActiveLearningHistory, EmbeddingProtocolError
-from alkit.active.loop import RESUME_CHECKPOINT
+from alkit.active.loop import RESUME_CHECKPOINT, ActiveLearningLoop
 from alkit.lightning import pl
 from tests.active.synthetic import NoisyDataset, TinyData
 from tests.active.test_diversity import grid_blobs
@@ -66,6 +67,23 @@ def test_a_resumed_diversity_run_ends_like_an_uninterrupted_one(tmp_path, strate
     np.testing.assert_array_equal(loop.history.scores(1).scores, reference_loop.history.scores(1).scores)
     for name, value in reference_model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_rows_sharded_round_robin_are_gathered_back_in_pool_order():
+    """Under DDP each rank scores rows r, r + W, ...; embeddings and probabilities come back whole, in pool order."""
+    pool = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)  # 7 rows of 3-D embeddings, 2 ranks: 4 + 3 rows
+    shards = [pool[0::2], pool[1::2]]
+
+    def all_gather(padded: torch.Tensor) -> torch.Tensor:
+        other = torch.full_like(padded, float("nan"))
+        other[:3] = torch.as_tensor(shards[1], dtype=padded.dtype)
+        return torch.stack([padded, other])
+
+    strategy = SimpleNamespace(root_device=torch.device("cpu"), all_gather=all_gather)
+    fake_loop = SimpleNamespace(trainer=SimpleNamespace(world_size=2, strategy=strategy))
+    gathered = ActiveLearningLoop._gather_rows(fake_loop, shards[0], 7)
+    np.testing.assert_array_equal(gathered, pool)
+    assert gathered.dtype == np.float32
 
 
 class NoLinearClassifier(TinyClassifier):
