@@ -318,13 +318,21 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._pool_subset: np.ndarray | None = None
         self._pool_subset_key: tuple[int, int] | None = None
         self._dataset = _BaalDataset(self._train_view, self._eval_view, mask)
+        #: labelled samples whose oracle answers are still to be asked for (see `_answer_pending`)
+        self._unanswered = np.zeros(0, dtype=np.int64)
         if initial_num_labels:
             unlabelled = np.flatnonzero(~self._dataset.labelled)
             if initial_strategy == "typiclust":
                 chosen = self._typical_samples(unlabelled, initial_num_labels, initial_embedding_model)
             else:
                 chosen = self._rng.choice(unlabelled, size=initial_num_labels, replace=False)
-            self._mark_labelled(np.sort(chosen))
+            if self.oracle is not None and self._answers.path is None:
+                # A person answers once the file that keeps the answers is known (the loop names it when fit
+                # starts, before any data is read): a resumed run reads them from it instead of asking again.
+                self._mark_labelled(np.sort(chosen), [])
+                self._unanswered = np.sort(chosen).astype(np.int64)
+            else:
+                self._mark_labelled(np.sort(chosen))
         labelled_now = np.flatnonzero(self._dataset.labelled)
         self._val_indices = np.zeros(0, dtype=np.int64)
         if num_val:
@@ -417,10 +425,12 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     @property
     def labelled_dataset(self) -> Dataset:
         """The training samples (labelled minus validation) with training transforms and the oracle's labels."""
+        self._answer_pending()
         return Subset(self._train_view, self.train_indices.tolist())
 
     @property
     def val_dataset(self) -> Dataset | None:
+        self._answer_pending()
         if self._has_own_val:
             return self.labelled.val_dataset
         if self._val_indices.size:
@@ -586,6 +596,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         indices = self._check_new_indices(indices)
         if indices.size == 0:
             return indices
+        self._answer_pending()
         if labels is not None:
             checked = check_labels(labels, indices, self.num_classes, self.classes, source="`labels` argument")
         elif self.oracle is not None:
@@ -603,8 +614,29 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         return self._answers.path
 
     def set_answers_file(self, path: str | os.PathLike) -> None:
-        """Keep the oracle's answers in ``path`` from now on: answers in it are read, those given so far written."""
+        """Keep the oracle's answers in ``path`` from now on: answers in it are read, those given so far written.
+
+        Initial labels not answered yet are asked for now, answers already in the file excepted.
+        """
         self._answers.attach(path)
+        self._answer_pending()
+
+    def setup(self, stage: str) -> None:
+        """Before a fit reads any data: take the answers file the trainer's active-learning loop names, if any."""
+        answers_path = getattr(getattr(self.trainer, "fit_loop", None), "answers_path", None)
+        if self.oracle is not None and self._answers.path is None and callable(answers_path):
+            self.set_answers_file(answers_path())
+
+    def _answer_pending(self) -> None:
+        """Ask the oracle for the initial labels not answered yet (before any labelled item is read or saved)."""
+        pending = self._unanswered
+        if not pending.size:
+            return
+        pending = np.asarray([i for i in pending if int(i) not in self._label_overrides], dtype=np.int64)
+        if pending.size:
+            labels = self._ask_oracle(pending)  # a wrong answer raises here and leaves them pending
+            self._label_overrides.update({int(i): int(label) for i, label in zip(pending, labels)})
+        self._unanswered = np.zeros(0, dtype=np.int64)
 
     def _ask_oracle(self, indices: np.ndarray) -> list[int]:
         """The oracle's labels for ``indices``: answers on file first, the oracle only for the others.
@@ -643,6 +675,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         """Label ``indices`` through BaaL (pool-relative indices) and record user labels, checking the result."""
         if labels is None and self.oracle is not None:
             labels = self._ask_oracle(indices)
+        elif labels is not None and not labels:
+            labels = None  # answers deferred (see `_answer_pending`)
         expected = self._dataset.labelled.copy()
         expected[indices] = True
         self._dataset.label(self._dataset._oracle_to_pool_index(indices.tolist()))
@@ -659,6 +693,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
 
         Only plain Python types, so the checkpoint loads with ``torch.load(weights_only=True)``.
         """
+        self._answer_pending()
         heuristic_rng = getattr(self.heuristic, "rng", None)
         subset = self._pool_subset if self.pool_size is not None else None
         return {
@@ -720,6 +755,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
 
     def __getstate__(self) -> dict[str, Any]:
         # BaaL heuristics hold lambdas; ddp_spawn pickles the datamodule to start its processes
+        self._answer_pending()
         state = dict(self.__dict__)
         state["heuristic"] = PicklableHeuristic(self.heuristic)
         return state

@@ -186,12 +186,7 @@ class ActiveLearningLoop(FitWrapperLoop):
     def on_run_start(self, *args: Any, **kwargs: Any) -> None:
         super().on_run_start(*args, **kwargs)
         self._datamodule()
-        max_steps = self.fit_loop.epoch_loop.max_steps
-        if max_steps not in (-1, None):
-            raise ValueError(
-                f"Trainer(max_steps={max_steps}) is not supported by ActiveLearningLoop: steps keep counting across "
-                "rounds, so it would cut later rounds short; use max_epochs / max_rounds and limit_train_batches."
-            )
+        self.refuse_max_steps("rounds", "max_epochs / max_rounds")
         self._num_rounds = self.num_rounds
         self._check_model_can_be_scored()
         datamodule = self._datamodule()
@@ -235,9 +230,9 @@ class ActiveLearningLoop(FitWrapperLoop):
             metrics.update(self._saved_fit_metrics)
             metrics.update(_scalars(trainer.callback_metrics))
             if datamodule.has_validation:
-                metrics.update(self._evaluate(self.run_validation))
+                metrics.update(self.evaluate_quietly(self.run_validation))
             if datamodule.has_test:
-                metrics.update(self._evaluate(self.run_test))
+                metrics.update(self.evaluate_quietly(self.run_test))
         self._saved_fit_metrics = {}
         train_time = time.perf_counter() - start
 
@@ -371,21 +366,6 @@ class ActiveLearningLoop(FitWrapperLoop):
             save_round_scores(self._export_dir() / name, RoundScores(pool_indices, scores, selected, uncertainty))
         return name
 
-    def _evaluate(self, run: Any) -> dict[str, float]:
-        """Run a val/test pass without logging it (it is logged once, in the round record)."""
-        trainer = self.trainer
-        loggers, trainer.loggers = trainer.loggers, []
-        loops = (trainer.validate_loop, trainer.test_loop)
-        verbose = [loop.verbose for loop in loops]
-        for loop in loops:
-            loop.verbose = False
-        try:
-            return run()
-        finally:
-            trainer.loggers = loggers
-            for loop, flag in zip(loops, verbose):
-                loop.verbose = flag
-
     def _log_round(self, record: RoundRecord) -> None:
         trainer = self.trainer
         values = {
@@ -400,6 +380,14 @@ class ActiveLearningLoop(FitWrapperLoop):
             for logger in trainer.loggers:
                 logger.log_metrics(values, step=trainer.global_step)
                 logger.save()
+
+    def answers_path(self) -> Path:
+        """Where a person's answers are kept when the datamodule was given no ``answers_file``.
+
+        The datamodule takes it in ``setup``, before any data is read, so every answer – the initial labels
+        included – is on disk before training starts, and a resumed run reads them instead of asking again.
+        """
+        return self._export_dir() / ANSWERS_NAME
 
     def _export_dir(self) -> Path:
         if self.export_path is not None:

@@ -178,8 +178,11 @@ class KFoldLoop(FitWrapperLoop):
         trainer = self.trainer
         self.run_fit(self._epochs_per_fold)
         val_metrics = self._metrics_of_last_fit_validation()
-        val_metrics = self._reduce(val_metrics) if val_metrics is not None else self._evaluate(self.run_validation)
-        test_metrics = self._evaluate(self.run_test) if self._datamodule().has_test_data else {}
+        if val_metrics is None:
+            val_metrics = self.evaluate_quietly(self.run_validation)
+        else:
+            val_metrics = self.reduce_over_processes(val_metrics)
+        test_metrics = self.evaluate_quietly(self.run_test) if self._datamodule().has_test_data else {}
         self._log({f"fold_{fold}/{k}": v for k, v in {**val_metrics, **test_metrics}.items()})
         oof = predict_current_fold(trainer, self._datamodule()) if self.oof else None
         checkpoint_path = os.path.join(self._export_dir, f"fold_{fold}.ckpt")
@@ -221,38 +224,7 @@ class KFoldLoop(FitWrapperLoop):
                 f"Trainer(max_epochs={epochs}) is invalid with KFoldLoop: max_epochs is the number of epochs per fold "
                 "and must be an int >= 1"
             )
-        max_steps = self.fit_loop.epoch_loop.max_steps
-        if max_steps not in (-1, None):
-            raise ValueError(
-                f"Trainer(max_steps={max_steps}) is not supported by KFoldLoop: steps keep counting across folds, so "
-                "it would cut later folds short; use max_epochs (epochs per fold) and limit_train_batches"
-            )
-
-    def _evaluate(self, run: Any) -> dict[str, float]:
-        """Run a val/test pass without logging its metrics twice, reduced to one value per metric on all ranks."""
-        trainer = self.trainer
-        loggers, trainer.loggers = trainer.loggers, []  # logged once below, under the fold's name
-        loops = (trainer.validate_loop, trainer.test_loop)
-        verbose = [loop.verbose for loop in loops]
-        for loop in loops:
-            loop.verbose = False
-        try:
-            metrics = run()
-        finally:
-            trainer.loggers = loggers
-            for loop, flag in zip(loops, verbose):
-                loop.verbose = flag
-        return self._reduce(metrics)
-
-    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Average each metric over the processes, so every rank reports (and saves) the same numbers."""
-        trainer = self.trainer
-        if trainer.world_size > 1 and metrics:
-            keys = sorted(metrics)
-            values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=trainer.strategy.root_device)
-            values = trainer.strategy.reduce(values, reduce_op="mean")
-            metrics = {k: float(v) for k, v in zip(keys, values.tolist())}
-        return metrics
+        self.refuse_max_steps("folds", "max_epochs (epochs per fold)")
 
     def _metrics_of_last_fit_validation(self) -> dict[str, float] | None:
         """The held-out metrics of the fold's final weights when fit already computed them, else ``None``.
@@ -291,7 +263,7 @@ class KFoldLoop(FitWrapperLoop):
         strategy.connect(voting)
         strategy.model_to_device()
         try:
-            return self._evaluate(self.run_test)
+            return self.evaluate_quietly(self.run_test)
         finally:
             strategy._lightning_module = saved_module
             strategy.model = saved_model
@@ -361,6 +333,12 @@ class KFoldLoop(FitWrapperLoop):
         super().on_load_checkpoint(state_dict)
         if "current_fold" not in state_dict:
             return  # unreachable: FitWrapperLoop refused a checkpoint of another kind of run
+        if state_dict.get("parallel_fold") is not None:
+            raise ValueError(
+                f"the checkpoint was written by fold {state_dict['parallel_fold']}'s process of a "
+                "kfold_fit(parallel=...) run and holds that fold only: resume it with "
+                "kfold_fit(..., parallel=N, ckpt_path=<its run folder>)"
+            )
         saved_folds = int(state_dict["num_folds"])
         if saved_folds != self.num_folds:
             raise ValueError(

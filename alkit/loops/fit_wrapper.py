@@ -192,6 +192,48 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         """Run the trainer's ``test_loop`` now; returns the logged metrics (empty without test data or step)."""
         return self._run_evaluation(self.trainer.test_loop, TrainerFn.TESTING, RunningStage.TESTING)
 
+    def evaluate_quietly(self, run: Any) -> dict[str, float]:
+        """``run()`` (``run_validation``/``run_test``) without logging or printing its metrics, each averaged over the
+        processes so every rank records (and saves) the same numbers.
+
+        A research loop logs a segment's metrics once, under the segment's name (``fold_2/val_acc``, the round
+        record); Lightning's own logging of the pass would log them a second time at the same step.
+        """
+        trainer = self.trainer
+        loggers, trainer.loggers = trainer.loggers, []
+        loops = (trainer.validate_loop, trainer.test_loop)
+        verbose = [loop.verbose for loop in loops]
+        for loop in loops:
+            loop.verbose = False
+        try:
+            metrics = run()
+        finally:
+            trainer.loggers = loggers
+            for loop, flag in zip(loops, verbose):
+                loop.verbose = flag
+        return self.reduce_over_processes(metrics)
+
+    def reduce_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Average each metric over the processes (a no-op in a single process)."""
+        trainer = self.trainer
+        if trainer.world_size > 1 and metrics:
+            keys = sorted(metrics)
+            values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=trainer.strategy.root_device)
+            values = trainer.strategy.reduce(values, reduce_op="mean")
+            metrics = {k: float(v) for k, v in zip(keys, values.tolist())}
+        return metrics
+
+    def refuse_max_steps(self, segment: str, limits: str) -> None:
+        """Refuse ``Trainer(max_steps=...)`` before any work: steps keep counting across segments (folds, rounds),
+        so a step limit would silently cut every later segment short."""
+        max_steps = self._require_fit_loop().epoch_loop.max_steps
+        if max_steps not in (-1, None):
+            raise ValueError(
+                f"Trainer(max_steps={max_steps}) is not supported by {type(self).__name__}: steps keep counting "
+                f"across {segment}, so it would cut later {segment} short; accepted: max_steps=-1 (the default). "
+                f"Use {limits} and limit_train_batches instead."
+            )
+
     def _run_evaluation(self, loop: Any, fn: TrainerFn, stage: RunningStage) -> dict[str, float]:
         trainer = self.trainer
         if not _seam.has_data_source(loop):

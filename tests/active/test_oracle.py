@@ -47,6 +47,9 @@ def test_user_oracle_labels_are_trained_on_and_validated_on():
     person = Person()
     data = TinyData(n=20)
     dm = ActiveLearningDataModule(data, initial_num_labels=6, val_split=0.34, oracle=person, seed=0)
+    # without an answers file the initial labels are asked for when first needed (a loop names the file first)
+    assert person.calls == []
+    dm.train_dataloader()
     assert sorted(person.calls[0][0]) == sorted(dm.labelled_indices.tolist())  # initial labels came from the person
     # the person saw the samples with evaluation transforms (deterministic)
     torch.testing.assert_close(torch.stack(person.calls[0][1]), data.x[person.calls[0][0]])
@@ -78,6 +81,7 @@ def test_class_names_are_accepted():
 )
 def test_bad_oracle_answers_change_nothing(answer, message):
     dm = ActiveLearningDataModule(TinyData(n=20), initial_num_labels=4, seed=0, oracle=Person())
+    dm.train_dataloader()  # the initial labels are answered (well)
     dm.oracle = Person(answer)
     before = dm.state_dict()
     with pytest.raises(ValueError, match=message):
@@ -87,9 +91,15 @@ def test_bad_oracle_answers_change_nothing(answer, message):
     assert dm.state_dict() == before
 
 
-def test_bad_oracle_at_construction_is_a_clear_error():
+def test_bad_oracle_for_the_initial_labels_is_a_clear_error_and_they_stay_unanswered(tmp_path):
+    dm = ActiveLearningDataModule(TinyData(n=10), initial_num_labels=3, oracle=lambda idx, items: [])
+    for _ in range(2):  # nothing is served with a label the person did not give
+        with pytest.raises(ValueError, match="returned 0 label"):
+            dm.train_dataloader()
     with pytest.raises(ValueError, match="returned 0 label"):
-        ActiveLearningDataModule(TinyData(n=10), initial_num_labels=3, oracle=lambda idx, items: [])
+        ActiveLearningDataModule(
+            TinyData(n=10), initial_num_labels=3, oracle=lambda idx, items: [], answers_file=tmp_path / "answers.json"
+        )
     with pytest.raises(TypeError, match="oracle"):
         ActiveLearningDataModule(TinyData(n=10), oracle="person")
 
