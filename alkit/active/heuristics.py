@@ -95,6 +95,10 @@ class SampledTargetEPIG(EPIG):
     time the pool is scored, from the same MC-dropout predictions, so no extra forward pass is made. BaaL forms an
     ``[n, C, n_targets * C]`` array; the pool is scored in chunks so that it stays around 16 M values.
 
+    EPIG pairs pass ``k`` of a candidate with pass ``k`` of each target as one parameter sample. MC dropout draws
+    an independent mask per sample, in BaaL as here, so the pairing is the usual approximation of that, not a shared
+    draw of the weights.
+
     Args:
         num_targets: target inputs drawn from the pool (all of it when smaller).
         seed: seeds the draw of the targets.

@@ -427,6 +427,12 @@ def select_query(
     if isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer)) or query_size < 1:
         raise ValueError(f"`query_size` must be an integer >= 1, got {query_size!r}.")
     heuristic = resolve_heuristic(heuristic, query_size=int(query_size))
+    if isinstance(heuristic, DiversityStrategy):
+        raise ValueError(
+            f"{type(heuristic).__name__} selects a set from embeddings, not by ranking scores: use "
+            "`ActiveLearningDataModule.select/query(scores, embeddings=..., labelled_embeddings=...)` or "
+            "`strategy.select(query_size, pool_embeddings, labelled_embeddings, scores, probabilities)`."
+        )
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     count = min(int(query_size), scores.shape[0])
     if count == 0:

@@ -148,3 +148,10 @@ def test_bad_strategy_arguments_are_refused_with_the_value():
         Hybrid(prefilter=CoreSet())
     with pytest.raises(ValueError, match="neighbours.*-1"):
         TypiClust(neighbours=-1)
+
+
+def test_ranking_scores_with_a_diversity_strategy_is_refused():
+    from alkit.active.scoring import select_query
+
+    with pytest.raises(ValueError, match="CoreSet selects a set from embeddings"):
+        select_query(np.zeros(5), 2, "coreset")
