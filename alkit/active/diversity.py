@@ -364,7 +364,10 @@ class Hybrid(DiversityStrategy):
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         self.diversity.rng = self.rng  # (again: an unpickled strategy has two copies)
         keep = min(scores.shape[0], self.factor * int(query_size))
-        candidates = np.asarray(self.prefilter.reorder_indices(scores), dtype=np.int64)[:keep]
+        from alkit.active.scoring import select_query  # the pre-filter's own order (BatchBALD's greedy one, ...)
+
+        candidates = select_query(scores, keep, self.prefilter, rng=self._generator()) if keep else scores[:0]
+        candidates = np.asarray(candidates, dtype=np.int64)
         inner = self.diversity.select(
             query_size,
             np.asarray(pool_embeddings)[candidates],

@@ -155,3 +155,12 @@ def test_ranking_scores_with_a_diversity_strategy_is_refused():
 
     with pytest.raises(ValueError, match="CoreSet selects a set from embeddings"):
         select_query(np.zeros(5), 2, "coreset")
+
+
+def test_a_hybrid_follows_its_prefilters_own_order_lowest_margin_first():
+    from baal.active.heuristics import Margin
+
+    rng = np.random.default_rng(5)
+    embeddings, scores = rng.normal(size=(100, 3)), rng.random(100)
+    picks = Hybrid(Margin(), CoreSet(), factor=2).seed(0).select(4, embeddings, np.zeros((0, 3)), scores).positions
+    assert set(picks.tolist()) <= set(np.argsort(scores)[:8].tolist())  # Margin: the smaller, the more uncertain
