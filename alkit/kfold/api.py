@@ -15,6 +15,7 @@ from typing import Any
 from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
+from alkit.kfold.parallel import check_parallel, fit_folds_in_parallel
 from alkit.kfold.result import KFoldResult
 from alkit.kfold.splits import DEFAULT_K, resolve_cv
 from alkit.lightning import check_namespace, pl
@@ -38,6 +39,7 @@ def kfold_fit(
     oof: bool = True,
     seed: int | None = None,
     ckpt_path: str | os.PathLike | None = None,
+    parallel: int | None = None,
     **trainer_kwargs: Any,
 ) -> KFoldResult:
     """Cross-validate ``model`` on ``datamodule``'s training set; test each fold model and their ensemble.
@@ -65,7 +67,11 @@ def kfold_fit(
         seed: seeds the folds and, through ``seed_everything`` and per-fold reseeding, training (same seed → same
             folds and same metrics on CPU). ``None``: folds from seed 0, training RNG left as it is.
         ckpt_path: resume an interrupted run from one of its checkpoints (a ``fold_<i>.ckpt`` or a
-            ModelCheckpoint file): it continues at the right fold with the finished folds' results.
+            ModelCheckpoint file): it continues at the right fold with the finished folds' results. With
+            ``parallel``: the interrupted run's folder (or a file in it); finished folds are not recomputed.
+        parallel: train up to this many folds at the same time, each in its own spawned process (one GPU each when
+            several are visible); same per-fold metrics as ``None`` (one fold after the other, in this process).
+            Needs a picklable model and datamodule and Trainer arguments instead of ``trainer=``.
         **trainer_kwargs: arguments for ``alkit.Trainer`` when ``trainer`` is not given.
 
     Returns:
@@ -85,12 +91,18 @@ def kfold_fit(
             f"trainer={type(trainer).__name__} is invalid: kfold_fit needs an alkit.Trainer (its fit loop can be "
             "replaced); build it with alkit.Trainer(...) and the same arguments"
         )
+    parallel = check_parallel(parallel)
+    if parallel is not None and trainer is not None:
+        raise TypeError(
+            f"trainer={type(trainer).__name__} cannot be combined with parallel={parallel}: every fold process builds "
+            "its own Trainer; pass the Trainer arguments to kfold_fit instead (kfold_fit(..., max_epochs=...))"
+        )
     if trainer is not None and trainer_kwargs:
         raise ValueError(
             f"pass either trainer= or Trainer arguments, not both (got trainer and {sorted(trainer_kwargs)})"
         )
 
-    if ckpt_path is not None:  # every file the resume needs, read safely before anything trains
+    if ckpt_path is not None and parallel is None:  # every file the resume needs, read safely before anything trains
         _check_resume_files(ckpt_path)
 
     if isinstance(datamodule, BaseKFoldDataModule):
@@ -115,6 +127,19 @@ def kfold_fit(
     kfold_datamodule.setup_fold_index(0)  # what Lightning's sanity check validates on, before the loop starts
     num_folds = getattr(kfold_datamodule, "num_folds", None) or (DEFAULT_K if k is None else int(k))
 
+    if parallel is not None:
+        return fit_folds_in_parallel(
+            model,
+            kfold_datamodule,
+            num_folds=num_folds,
+            parallel=parallel,
+            trainer_kwargs=trainer_kwargs,
+            export_path=export_path,
+            ensemble=ensemble,
+            seed=seed,
+            ckpt_path=ckpt_path,
+            oof=oof,
+        )
     if trainer is None:
         trainer = Trainer(**trainer_kwargs)
     if seed is not None:

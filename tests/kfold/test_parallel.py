@@ -1,0 +1,89 @@
+"""kfold_fit(parallel=N): folds in spawned processes give the sequential run's numbers, and a resume reuses them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import alkit
+from alkit.kfold import KFoldResult, kfold_fit
+from tests.kfold._helpers import QUIET, BlobDataWithTest, Classifier
+
+EPOCHS = 2
+
+
+def _run(tmp_path, folder, model=None, **kwargs):
+    return kfold_fit(
+        model or Classifier(),
+        BlobDataWithTest(),
+        k=3,
+        seed=3,
+        max_epochs=EPOCHS,
+        export_path=tmp_path / folder,
+        **{**QUIET, "default_root_dir": tmp_path, **kwargs},
+    )
+
+
+def _assert_same_result(actual: KFoldResult, expected: KFoldResult) -> None:
+    assert actual.num_folds == expected.num_folds
+    for got, want in zip(actual.val_metrics + actual.test_metrics, expected.val_metrics + expected.test_metrics):
+        assert got.keys() == want.keys()
+        for name in want:  # same seeds, same arithmetic: a different seed moves a loss by far more than this
+            assert got[name] == pytest.approx(want[name], rel=1e-6, abs=1e-7), name
+    for got, want in zip(actual.val_indices, expected.val_indices):
+        assert got.tolist() == want.tolist()
+    np.testing.assert_allclose(actual.oof_predictions, expected.oof_predictions, rtol=1e-6, atol=1e-7)
+    assert actual.oof_predictions.shape == (60, 3)  # every training sample, class probabilities
+    assert actual.ensemble_metrics.keys() == expected.ensemble_metrics.keys()
+    for name, value in expected.ensemble_metrics.items():
+        assert actual.ensemble_metrics[name] == pytest.approx(value, rel=1e-6, abs=1e-7)
+
+
+def test_parallel_folds_equal_the_sequential_run_and_a_resume_recomputes_only_unfinished_folds(tmp_path):
+    torch.manual_seed(0)
+    model = Classifier()  # kfold_fit leaves it as given: every run below starts from these weights
+    sequential = _run(tmp_path, "sequential", model)
+    parallel = _run(tmp_path, "parallel", model, parallel=2)
+    _assert_same_result(parallel, sequential)
+    folder = tmp_path / "parallel"
+    assert parallel.checkpoint_paths == [str(folder / f"fold_{i}.ckpt") for i in range(3)]
+    _assert_same_result(KFoldResult.from_json(folder / "kfold_result.json"), sequential)
+
+    # a run killed while fold 1 was training: its record (written after its checkpoint) is missing
+    (folder / "fold_1.json").unlink()
+    (folder / "fold_1.ckpt").unlink()
+    (folder / "fold_1.oof.npz").unlink()
+    (folder / "kfold_result.json").unlink()
+    finished = {i: (folder / f"fold_{i}.ckpt").stat().st_mtime_ns for i in (0, 2)}
+    resumed = _run(tmp_path, "parallel", model, parallel=2, ckpt_path=folder)
+    _assert_same_result(resumed, sequential)
+    assert {i: (folder / f"fold_{i}.ckpt").stat().st_mtime_ns for i in (0, 2)} == finished  # not recomputed
+    assert all((folder / name).is_file() for name in ("fold_1.ckpt", "fold_1.oof.npz", "fold_1.json"))
+    assert json.loads((folder / "fold_1.json").read_text())["fold"] == 1
+
+    # a resume with other folds (another seed) is refused rather than mixing two runs' folds
+    with pytest.raises(RuntimeError, match="seed=3.*seed=4|fingerprint"):
+        kfold_fit(Classifier(), BlobDataWithTest(), k=3, seed=4, parallel=2, ckpt_path=folder, **QUIET)
+    # a fold process's checkpoint holds that fold only: the sequential resume refuses it
+    with pytest.raises(ValueError, match=r"parallel=N, ckpt_path=<its run folder>"):
+        _run(tmp_path, "sequential", ckpt_path=folder / "fold_1.ckpt")
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
+def test_bad_parallel_values_are_refused_before_any_work(tmp_path, value):
+    with pytest.raises(ValueError, match=rf"parallel={value!r} is invalid: expected None .* or an int >= 1"):
+        _run(tmp_path, "run", parallel=value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_parallel_refuses_a_trainer_and_unpicklable_arguments_naming_them(tmp_path):
+    trainer = alkit.Trainer(max_epochs=1, **QUIET)
+    with pytest.raises(TypeError, match=r"trainer=Trainer cannot be combined with parallel=2"):
+        kfold_fit(Classifier(), BlobDataWithTest(), k=3, trainer=trainer, parallel=2)
+
+    model = Classifier()
+    model.transform = lambda x: x  # a lambda cannot be pickled into a spawned process
+    with pytest.raises(TypeError, match=r"model=Classifier cannot be sent to the fold processes .* picklable"):
+        kfold_fit(model, BlobDataWithTest(), k=3, parallel=2, default_root_dir=tmp_path, **QUIET)
+    assert not (tmp_path / "kfold").exists()
