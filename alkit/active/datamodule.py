@@ -354,8 +354,10 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             )
 
     def _typical_samples(self, candidates: np.ndarray, count: int, model: Any) -> np.ndarray:
-        """TypiClust's cold start: the most typical of ``candidates`` in each of ``count`` clusters."""
-        dataset = Subset(self._eval_view, candidates.tolist())
+        """TypiClust's cold start: the most typical of ``candidates`` in the largest of ``count`` + ``|L|`` clusters
+        that hold no sample already labelled (``map_dataset_to_labelled``)."""
+        labelled = np.flatnonzero(self._dataset.labelled)
+        dataset = Subset(self._eval_view, np.concatenate([labelled, candidates]).tolist())
         loader = self._loader(dataset, shuffle=False, batch_size=self.pool_batch_size or 256)
         if model is not None:
             from alkit.active.embeddings import compute_embeddings
@@ -367,7 +369,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             inputs = (np.asarray(_batch_input(batch), dtype=np.float32) for batch in loader)
             embeddings = np.concatenate([array.reshape(array.shape[0], -1) for array in inputs])
         seed = int(self._rng.integers(0, 2**31 - 1))
-        return candidates[typiclust_select(embeddings, np.zeros((0, embeddings.shape[1])), count, seed).positions]
+        chosen = typiclust_select(embeddings[labelled.size :], embeddings[: labelled.size], count, seed).positions
+        return candidates[chosen]
 
     # ------------------------------------------------------------------------------------------------------------
     # what is where (dataset indices)

@@ -137,3 +137,13 @@ def test_select_without_embeddings_names_what_is_missing():
     dm = make_data(heuristic="coreset")
     with pytest.raises(ValueError, match="embeddings"):
         dm.query(np.zeros(len(dm.current_pool_indices)))
+
+
+def test_typiclust_cold_start_leaves_out_the_clusters_already_labelled():
+    data, middles = blob_data()
+    given = np.zeros(len(data.x), dtype=int)
+    given[middles[0]] = 1  # the first blob is covered from the start
+    dm = ActiveLearningDataModule(
+        data, map_dataset_to_labelled=lambda dataset: given, initial_num_labels=2, initial_strategy="typiclust", seed=0
+    )
+    assert dm.labelled_indices.tolist() == sorted(middles.tolist())
