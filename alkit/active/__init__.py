@@ -1,4 +1,4 @@
-"""Uncertainty-based active learning on BaaL: which samples to label next, and the bookkeeping around it.
+"""Active learning on BaaL, by uncertainty or diversity: which samples to label next, and the bookkeeping around it.
 
 * :class:`ActiveLearningLoop` - the loop standing in for the FitLoop: fit, evaluate, score the pool, label; repeat.
 * :class:`ActiveLearningDataModule` - labelled / validation / pool split of a datamodule's training set.
