@@ -5,6 +5,7 @@ Kept tiny (2 folds, 1 epoch, a few batches) so it runs in the normal suite in a 
 
 import json
 
+import numpy as np
 import pytest
 import torch.distributed
 
@@ -31,6 +32,7 @@ class _PerRankReport(Callback):
             "val_metrics": loop.result.val_metrics,
             "test_metrics": loop.result.test_metrics,
             "ensemble": loop.result.ensemble_metrics,
+            "oof": loop.result.oof_predictions.tolist(),
         }
         with open(f"{self.folder}/rank_{trainer.global_rank}.json", "w") as handle:
             json.dump(report, handle)
@@ -62,3 +64,6 @@ def test_kfold_fit_under_ddp_spawn_with_two_cpu_processes(tmp_path):
     assert result.val_metrics == ranks[0]["val_metrics"]
     assert result.ensemble_metrics == ranks[0]["ensemble"]
     assert [v.tolist() for v in result.val_indices] == ranks[0]["val_indices"]
+    # every rank predicted every held-out sample (not its shard): one complete set of out-of-fold predictions
+    assert ranks[0]["oof"] == ranks[1]["oof"] == result.oof_predictions.tolist()
+    assert result.oof_predictions.shape == (48, 3) and not np.isnan(result.oof_predictions).any()
