@@ -1,0 +1,262 @@
+"""Which acquisition strategy labels best? Every strategy over several seeds, from equal starts, with statistics.
+
+::
+
+    python benchmarks/strategy_comparison.py --task digits --seeds 5 --out results/strategy_comparison/digits
+    python benchmarks/strategy_comparison.py --task hymenoptera --seeds 5 --out results/strategy_comparison/hymenoptera
+    python benchmarks/strategy_comparison.py --quick --out /tmp/strategy_comparison     # seconds: a smoke test
+
+Each seed gives every strategy the same initial labels, the same initial weights and the same test set
+(:func:`alkit.active.comparison.compare_strategies`); per run the normalised area under the test-accuracy curve
+(AULC); per strategy its mean with a 95 % Student-t interval; per strategy the paired difference against random
+and against ``--baseline`` with a paired t-test over seeds. Printed: a per-round table (mean and standard deviation
+across seeds) and the AULC table; written to ``--out``: ``comparison.json``, ``table.md``, ``label_efficiency.png``
+(mean curves with confidence bands) and ``runs/<strategy>_seed<k>.json``.
+
+Resumable per (strategy, seed): a finished run is kept in ``runs/`` and read back, not recomputed, when the same
+command runs again (a run made with other settings is refused).
+
+Tasks (small by default, to run on a 2-core CPU):
+
+* ``digits``: scikit-learn's 8x8 digits (1,437 training / 360 test images), a one-hidden-layer dropout MLP,
+  20 initial labels, 8 rounds of +10.
+* ``hymenoptera``: the demo's task (``alkit demo hymenoptera``): the frozen MobileNetV2's features of the 245
+  training and 153 test images (computed once and cached in ``--out``), a ``Dropout + Linear`` head with the demo's
+  training settings, 10 initial labels, 6 rounds of +10.
+
+Strategies: ``random``, ``entropy``, ``margin``, ``bald``, ``batch_bald``, and the diversity strategies
+(``coreset``, ``badge``, ``typiclust``, the ``bald_coreset`` hybrid) when this alkit has them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alkit._io import write_text_atomic
+from alkit.active.comparison import StrategyComparison, compare_strategies
+from alkit.active.heuristics import HEURISTIC_NAMES
+
+UNCERTAINTY = ["random", "entropy", "margin", "bald", "batch_bald"]
+DIVERSITY = ["coreset", "badge", "typiclust", "bald_coreset"]
+
+#: Per task: the data, the model and the loop settings (every one a flag as well).
+TASKS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "initial_labels": 20,
+        "query_size": 10,
+        "rounds": 8,
+        "label_epochs": 50,
+        "mc_iterations": 20,
+        "batch_size": 64,
+        "learning_rate": 1e-2,
+        "dropout": 0.5,
+        "weight_decay": 0.0,
+        "steps_per_batch": 1,
+    },
+    "hymenoptera": {
+        "initial_labels": 10,
+        "query_size": 10,
+        "rounds": 6,
+        "label_epochs": 20,
+        "steps_per_batch": 5,
+        "mc_iterations": 20,
+        "batch_size": 64,
+        "learning_rate": 3e-3,
+        "dropout": 0.5,
+        "weight_decay": 1e-2,
+    },
+}
+
+#: ``--quick``: a smoke test in seconds (2 seeds, 2 rounds, few epochs), not a measurement.
+QUICK = {"seeds": 2, "rounds": 2, "label_epochs": 3, "mc_iterations": 4, "strategies": "random,entropy,bald"}
+
+
+def default_strategies() -> list[str]:
+    """The uncertainty heuristics, then whichever diversity strategies :mod:`alkit.active.heuristics` accepts."""
+    return UNCERTAINTY + [name for name in DIVERSITY if name in HEURISTIC_NAMES]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--task", choices=sorted(TASKS), default="digits")
+    parser.add_argument("--strategies", default=None, help="comma-separated names (default: every one available)")
+    parser.add_argument("--baseline", default=None, help="strategy every other is compared with besides random")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (5 or more for a useful paired test)")
+    for name, value in TASKS["digits"].items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None, help=f"per task ({value})")
+    parser.add_argument("--out", type=Path, default=Path("results/strategy_comparison"))
+    parser.add_argument("--quick", action="store_true", help="a smoke test in seconds: " + str(QUICK))
+    return parser
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The task's settings with the flags given on top (and ``--quick``'s when asked)."""
+    settings = dict(TASKS[args.task])
+    if args.quick:
+        settings.update({k: v for k, v in QUICK.items() if k in settings})
+    for name in TASKS[args.task]:
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]]:
+    """The strategies, seeds and settings, each checked before anything loads (errors name flag and accepted)."""
+    strategies = args.strategies or (QUICK["strategies"] if args.quick else ",".join(default_strategies()))
+    names = [name.strip() for name in strategies.split(",") if name.strip()]
+    unknown = [name for name in names if name not in HEURISTIC_NAMES]
+    if not names or unknown:
+        raise SystemExit(f"--strategies {strategies!r}: unknown {unknown}; accepted: {', '.join(HEURISTIC_NAMES)}")
+    seeds = QUICK["seeds"] if args.quick and args.seeds == 5 else args.seeds
+    if seeds < 1:
+        raise SystemExit(f"--seeds {seeds} is invalid; accepted: an integer >= 1")
+    if args.baseline is not None and args.baseline not in names:
+        raise SystemExit(f"--baseline {args.baseline!r} is not among --strategies; accepted: {names}")
+    settings = settings_of(args)
+    for name in ("initial_labels", "query_size", "label_epochs", "mc_iterations", "batch_size", "steps_per_batch"):
+        if settings[name] < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} {settings[name]} is invalid; accepted: an integer >= 1")
+    if settings["rounds"] < 2:
+        raise SystemExit(f"--rounds {settings['rounds']} is invalid; accepted: an integer >= 2")
+    return names, list(range(seeds)), settings
+
+
+# ------------------------------------------------------------------------------------------------------ tasks
+def digits_task(settings: dict[str, Any]) -> tuple[Any, Any]:
+    """Digits (test set: a stratified fifth) and a dropout MLP."""
+    from alkit.demos.digits import DigitsDataModule, DigitsMLP
+
+    data = DigitsDataModule(test_fraction=0.2, batch_size=settings["batch_size"], seed=0)
+    data.setup("fit")
+
+    def make_model() -> Any:
+        return DigitsMLP(hidden=64, dropout=settings["dropout"], learning_rate=settings["learning_rate"])
+
+    return data, make_model
+
+
+def hymenoptera_task(settings: dict[str, Any], out: Path, quick: bool) -> tuple[Any, Any]:
+    """The demo's frozen-MobileNetV2 features (cached in ``out``) and its ``Dropout + Linear`` head."""
+    from alkit.demos._common import find_shared, resolve_weights
+    from alkit.demos._features import FeatureData, HeadClassifier, backbone_features
+
+    image_size = 64 if quick else 160
+    cache = out / f"features_mobilenet_v2_{image_size}px.pt"
+    if cache.is_file():
+        stored = torch.load(cache, map_location="cpu", weights_only=True)  # tensors and strings: nothing executes
+    else:
+        from alkit.vision import ImageClassificationData, ImageClassifier
+
+        data_dir = find_shared("hymenoptera_data")
+        if data_dir is None:
+            raise SystemExit("--task hymenoptera needs ../shared/data/hymenoptera_data beside the repository")
+        pretrained, _, warning = resolve_weights("mobilenet_v2", "auto")
+        if warning:
+            raise SystemExit(f"--task hymenoptera needs the shared MobileNetV2 weights: {warning}")
+        images = ImageClassificationData.from_folders(
+            train_folder=data_dir / "train", test_folder=data_dir / "val", image_size=image_size
+        )
+        backbone = ImageClassifier("mobilenet_v2", num_classes=2, pretrained=pretrained).backbone
+        train = backbone_features(backbone, images.train_dataset_for_inference())
+        test = backbone_features(backbone, images.test_dataset)
+        stored = {"train": list(train), "test": list(test), "classes": images.classes}
+        temporary = cache.with_name(f".{cache.name}.tmp")
+        torch.save(stored, temporary)
+        temporary.replace(cache)
+    data = FeatureData(tuple(stored["train"]), tuple(stored["test"]), stored["classes"], settings["batch_size"])
+    num_features = stored["train"][0].shape[1]
+
+    def make_model() -> Any:
+        return HeadClassifier(
+            num_features,
+            2,
+            settings["dropout"],
+            settings["learning_rate"],
+            settings["weight_decay"],
+            settings["steps_per_batch"],
+        )
+
+    return data, make_model
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+def per_round_table(comparison: StrategyComparison) -> str:
+    """Markdown: mean ± standard deviation across seeds of the metric per round, one column per strategy."""
+    labels = comparison.curve(comparison.strategies[0])[0]
+    lines = ["| labels | " + " | ".join(comparison.strategies) + " |", "|---" * (1 + len(comparison.strategies)) + "|"]
+    columns = [(comparison.curve(name)[1], comparison.round_std(name)) for name in comparison.strategies]
+    for i, n in enumerate(labels):
+        cells = [f"{mean[i]:.3f} ± {std[i]:.3f}" for mean, std in columns]
+        lines.append(f"| {int(n)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> StrategyComparison:
+    args = build_parser().parse_args(argv)
+    strategies, seeds, settings = check_args(args)
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*|.*LeafSpec.*|.*no `validation_step`.*")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.task == "digits":
+        data, make_model = digits_task(settings)
+    else:
+        data, make_model = hymenoptera_task(settings, args.out, args.quick)
+    print(f"{args.task}: {', '.join(strategies)} on seeds {seeds}; settings {settings}", flush=True)
+
+    def report(run: Any, *_: Any) -> None:
+        curve = " ".join(f"{v:.3f}" for v in run.values)
+        print(f"  {run.strategy:>12} seed {run.seed}: {curve}  AULC {run.aulc:.4f} ({run.seconds:.1f} s)", flush=True)
+
+    start = time.perf_counter()
+    comparison = compare_strategies(
+        data,
+        make_model,
+        strategies,
+        seeds,
+        rounds=settings["rounds"],
+        initial_num_labels=settings["initial_labels"],
+        query_size=settings["query_size"],
+        label_epochs=settings["label_epochs"],
+        mc_iterations=settings["mc_iterations"],
+        baseline=args.baseline,
+        run_dir=args.out / "runs",
+        settings={"task": args.task, **settings, "quick": args.quick},
+        on_run=report,
+    )
+    rounds_table = per_round_table(comparison)
+    text = (
+        f"# Strategy comparison: {args.task}\n\nSettings: {settings}; seeds {seeds}.\n\n"
+        f"Test accuracy per round (mean ± std across seeds):\n\n{rounds_table}\n\n"
+        f"AULC (normalised area under the test-accuracy curve):\n\n```\n{comparison.table()}\n```\n"
+    )
+    write_text_atomic(args.out / "table.md", text)
+    comparison.save_json(args.out / "comparison.json")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    comparison.plot(ax=figure.subplots())
+    figure.tight_layout()
+    figure.savefig(args.out / "label_efficiency.png", dpi=100)
+    print()
+    print(rounds_table)
+    print()
+    print(comparison.table())
+    print(f"\n{time.perf_counter() - start:.0f} s; table.md, comparison.json, label_efficiency.png in {args.out}")
+    return comparison
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(sys.argv[1:])
