@@ -45,7 +45,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.data import DataLoader, SequentialSampler
 
 from alkit.active.diversity import DiversityStrategy
-from alkit.active.embeddings import EmbeddingTap
+from alkit.active.embeddings import EmbeddingTap, compute_embeddings
 from alkit.active.heuristics import (
     SampledTargetEPIG,
     _base_heuristic,
@@ -308,7 +308,9 @@ def score_pool(
     if not needs_model_outputs(heuristic):  # Random: the scores do not depend on the model
         if expected is None:
             expected = sum(_batch_size_of(_batch_input(b)) for b in dataloader)
-        return PoolScores(_base_heuristic(heuristic).get_uncertainties(np.zeros((expected, 1))), None, False)
+        random_scores = _base_heuristic(heuristic).get_uncertainties(np.zeros((expected, 1)))
+        embedded = compute_embeddings(model, dataloader, device) if tap is not None else None
+        return PoolScores(random_scores, None, False, embedded)
 
     needs_mc = requires_mc_samples(heuristic)
     has_dropout = bool(dropout_modules(model))

@@ -122,3 +122,12 @@ def test_epig_scores_the_pool_by_name_and_baal_epig_without_targets_is_refused()
     assert result.scores.shape == (11,) and np.isfinite(result.scores).all() and (result.scores > -1e-6).all()
     with pytest.raises(ValueError, match="target"):
         score_pool(BackboneHead(), loader(torch.randn(11, 4)), EPIG(), mc_iterations=4)
+
+
+def test_random_scores_need_no_forward_pass_unless_embeddings_are_asked_for():
+    model, x = BackboneHead(), torch.randn(6, 4)
+    calls = count_calls(model)
+    assert score_pool(model, loader(x), "random", mc_iterations=2).embeddings is None and calls[0] == 0
+    result = score_pool(model, loader(x), "random", mc_iterations=2, return_embeddings=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(result.embeddings, model.backbone(x).numpy(), atol=1e-6)
