@@ -106,6 +106,13 @@ def _args(*argv: str) -> argparse.Namespace:
         (["--dropout", "1"], "--dropout 1.0 is invalid"),
         (["--mc-iterations", "1"], "--mc-iterations 1 is invalid with --heuristic bald"),
         (["--backbone", "vgg7"], "--backbone 'vgg7' is unknown; accepted: ["),
+        (["--seeds", "0"], "--seeds 0 is invalid; accepted: an integer >= 1"),
+        (["--weight-decay", "-1"], "--weight-decay -1.0 is invalid; accepted: a number >= 0"),
+        (["--baseline", "bald"], "--baseline bald is the --heuristic itself; accepted: another strategy, or 'none'"),
+        (
+            ["--heuristic", "entropy", "--baseline", "bald", "--mc-iterations", "1"],
+            "--mc-iterations 1 is invalid with --baseline bald",
+        ),
     ],
 )
 def test_bad_flags_are_refused_before_any_work(argv, message):
@@ -119,6 +126,14 @@ def test_a_single_pass_heuristic_needs_no_mc_iterations(tmp_path):
     args = hymenoptera.check_args(_args("--heuristic", "entropy", "--mc-iterations", "1", "--data-dir", str(tmp_path)))
     assert args.mc_iterations == 1
     assert args.test_dir is None  # no val/ folder: no test set, not an error
+
+
+def test_the_baseline_runs_beside_the_heuristic_unless_none(tmp_path):
+    (tmp_path / "train" / "ants").mkdir(parents=True)
+    data = ("--data-dir", str(tmp_path))
+    assert hymenoptera.check_args(_args(*data)).strategies == ["bald", "random"]
+    assert hymenoptera.check_args(_args("--baseline", "entropy", *data)).strategies == ["bald", "entropy"]
+    assert hymenoptera.check_args(_args("--baseline", "none", *data)).strategies == ["bald"]
 
 
 def test_unknown_heuristic_is_refused_by_the_parser(capsys):
@@ -167,7 +182,7 @@ def quick_run(tmp_path_factory):
 
 @needs_hymenoptera
 def test_quick_run_labels_query_size_new_images_per_round_and_none_after_the_last(quick_run):
-    history, datamodule = quick_run["history"], quick_run["datamodule"]
+    history, datamodule = quick_run["history"], quick_run["datamodule"]  # the heuristic's first seed
     quick = hymenoptera.QUICK
     assert [r.round for r in history] == list(range(quick["rounds"]))
     assert [r.num_labelled for r in history] == [
@@ -197,7 +212,8 @@ def test_quick_run_saves_history_plot_and_the_final_model(quick_run):
     assert ActiveLearningHistory.load(files["history_json"]) == quick_run["history"]
     assert len(ActiveLearningHistory.load(files["history_csv"])) == len(quick_run["history"])
     assert files["plot"].stat().st_size > 0
-    assert len(files["summary"].read_text().splitlines()) == 2 + len(quick_run["history"])
+    summary = files["summary"].read_text()
+    assert quick_run["summary_line"] in summary and "vs random" in summary
 
     # the checkpoint holds the weights trained on the final labelled set (Flash's held the initial ones)
     model = quick_run["model"]
@@ -209,6 +225,33 @@ def test_quick_run_saves_history_plot_and_the_final_model(quick_run):
     path, label, probability = quick_run["prediction"]
     assert loaded.predict(path) == label in ("ants", "bees")
     assert 0.5 <= probability <= 1.0
+
+
+@needs_hymenoptera
+def test_quick_run_compares_the_heuristic_with_random_from_the_same_start(quick_run):
+    from alkit.active.comparison import StrategyComparison
+
+    comparison = quick_run["comparison"]
+    quick = hymenoptera.QUICK
+    assert comparison.strategies == ["bald", "random"] and comparison.seeds == list(range(3, 3 + quick["seeds"]))
+    for seed in comparison.seeds:
+        bald, random = comparison.run("bald", seed), comparison.run("random", seed)
+        assert bald.initial_labels == random.initial_labels and len(bald.initial_labels) == quick["initial_labels"]
+        assert bald.initial_weights == random.initial_weights
+        assert bald.values[0] == random.values[0]  # same labels, weights and draws: the same first model
+    first, second = (comparison.run("bald", seed) for seed in comparison.seeds)
+    assert first.initial_labels != second.initial_labels
+    assert StrategyComparison.load_json(quick_run["files"]["comparison"]).runs == comparison.runs
+    line = quick_run["summary_line"]
+    assert line.startswith("bald is ") and f"paired over {quick['seeds']} seeds" in line
+    assert any(word in line for word in ("ahead of random", "level with random", "behind random"))
+
+
+@needs_hymenoptera
+def test_the_final_image_model_scores_the_test_images_as_its_feature_run_did(quick_run):
+    # the head trained on features computed once, put back on the backbone, classifies the image files the same way
+    feature_accuracy = quick_run["history"][-1].metrics["test_acc"]
+    assert quick_run["final_metrics"]["test_acc"] == pytest.approx(feature_accuracy, abs=0.01)
 
 
 @needs_hymenoptera
