@@ -2,7 +2,7 @@
 
 ::
 
-    alkit demo hymenoptera              # active learning on ants vs bees (Lightning Flash's demo, done right)
+    alkit demo hymenoptera              # ants vs bees: does active learning beat random? (Flash's demo on alkit)
     alkit demo hymenoptera --quick      # the same in seconds (tiny settings, for a smoke test)
     alkit kfold --digits --stratify     # kfold_fit on scikit-learn's digits
     alkit kfold --data-dir DIR          # kfold_fit on class-per-folder images
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     demos = demo.add_subparsers(dest="demo", metavar="<demo>", required=True)
     hymenoptera = demos.add_parser(
         "hymenoptera",
-        help="active learning on the ants-vs-bees images (Lightning Flash's demo on alkit)",
+        help="ants vs bees: a heuristic against random over seeds (Lightning Flash's demo on alkit)",
         description=hymenoptera_demo.DESCRIPTION,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
