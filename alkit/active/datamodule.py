@@ -675,16 +675,16 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         return array
 
     def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None = None) -> None:
-        """Label ``indices`` through BaaL (pool-relative indices) and record user labels, checking the result."""
+        """Mark ``indices`` (dataset indices) labelled at the next step of BaaL's mask, and record user labels.
+
+        The step numbers are BaaL's (``ActiveLearningDataset.label`` writes ``current_al_step + 1``), set here in
+        dataset indices directly rather than through BaaL's pool-relative indices and back.
+        """
         if labels is None and self.oracle is not None:
             labels = self._ask_oracle(indices)
         elif labels is not None and not labels:
             labels = None  # answers deferred (see `_answer_pending`)
-        expected = self._dataset.labelled.copy()
-        expected[indices] = True
-        self._dataset.label(self._dataset._oracle_to_pool_index(indices.tolist()))
-        if not np.array_equal(self._dataset.labelled, expected):  # BaaL's index conversion must agree with ours
-            raise RuntimeError("Internal error: BaaL labelled other samples than requested.")
+        self._dataset.labelled_map[indices] = self._dataset.current_al_step + 1
         if labels is not None:
             self._label_overrides.update({int(i): int(label) for i, label in zip(indices, labels)})
 
