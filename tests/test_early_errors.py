@@ -156,15 +156,25 @@ def test_kfold_resume_with_a_truncated_earlier_fold_checkpoint_fails_before_trai
     assert counter.batches == 0
 
 
-def test_kfold_resume_from_a_moved_run_folder_fails_before_training(tmp_path):
+def test_kfold_resumes_from_a_moved_run_folder(tmp_path):
+    """Fold checkpoints are recorded relative to the run folder: a moved folder resumes from its new place."""
+    result = _kfold(tmp_path / "run")
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    moved = tmp_path / "moved" / Path(result.checkpoint_paths[1]).relative_to(tmp_path / "run")
+    resumed = _kfold(tmp_path / "moved", ckpt_path=moved)
+    assert resumed.val_metrics == result.val_metrics and resumed.ensemble_metrics == result.ensemble_metrics
+    assert all(Path(path).is_relative_to(tmp_path / "moved") for path in resumed.checkpoint_paths)
+
+
+def test_kfold_resume_from_a_moved_folder_without_its_new_place_fails_before_training(tmp_path):
     result = _kfold(tmp_path / "run")
     shutil.move(tmp_path / "run", tmp_path / "moved")
     moved = tmp_path / "moved" / Path(result.checkpoint_paths[1]).relative_to(tmp_path / "run")
     counter = CountTraining()
     with pytest.raises(FileNotFoundError) as caught:
-        _kfold(tmp_path / "moved", ckpt_path=moved, counter=counter)
+        _kfold(tmp_path / "elsewhere", ckpt_path=moved, counter=counter)  # default_root_dir not the moved folder
     message = str(caught.value)
-    assert "fold 0's checkpoint" in message and result.checkpoint_paths[0] in message and "moved" in message, message
+    assert "fold 0's checkpoint" in message and "moved" in message and "default_root_dir" in message, message
     assert counter.batches == 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
-from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop
+from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop, resolve_fold_file
 from alkit.kfold.parallel import check_parallel, fit_folds_in_parallel
 from alkit.kfold.result import KFoldResult
 from alkit.kfold.splits import DEFAULT_K, resolve_cv
@@ -103,7 +103,8 @@ def kfold_fit(
         )
 
     if ckpt_path is not None and parallel is None:  # every file the resume needs, read safely before anything trains
-        _check_resume_files(ckpt_path)
+        root = trainer.default_root_dir if trainer is not None else trainer_kwargs.get("default_root_dir")
+        _check_resume_files(ckpt_path, export_path or os.path.join(root or os.getcwd(), "kfold"))
 
     if isinstance(datamodule, BaseKFoldDataModule):
         if cv is not None or splitter is not None or stratify or groups is not None:
@@ -167,8 +168,11 @@ def kfold_fit(
     return KFoldResult.from_json(result_file)
 
 
-def _check_resume_files(ckpt_path: str | os.PathLike) -> None:
-    """``ckpt_path`` and the fold checkpoints it records (the ensemble reads them at the end) load safely."""
+def _check_resume_files(ckpt_path: str | os.PathLike, export_dir: str | os.PathLike) -> None:
+    """``ckpt_path`` and the fold checkpoints it records (the ensemble reads them at the end) load safely.
+
+    Fold checkpoints are recorded relative to the run folder (``export_dir``), so a moved folder resumes.
+    """
     checkpoint = check_checkpoint(ckpt_path, "ckpt_path")
     loop_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
     records = loop_state.get("records", []) if isinstance(loop_state, dict) else []
@@ -180,9 +184,11 @@ def _check_resume_files(ckpt_path: str | os.PathLike) -> None:
                 f"fold {fold}'s record has no checkpoint path"
             )
         argument = f"fold {fold}'s checkpoint (recorded in ckpt_path={os.fspath(ckpt_path)!r})"
+        path = resolve_fold_file(path, export_dir)
         if not Path(path).is_file():
             raise FileNotFoundError(
-                f"{argument} {path!r} does not exist: the run's folder was moved or the file deleted; resume from the "
-                "run's original location (the finished folds' checkpoints are needed for the ensemble)"
+                f"{argument} {path!r} does not exist: the file was deleted, or the run's folder was moved and "
+                "default_root_dir/export_path do not point to its new place (the finished folds' checkpoints are "
+                "needed for the ensemble)"
             )
         check_checkpoint(path, argument)

@@ -153,6 +153,8 @@ class KFoldLoop(FitWrapperLoop):
         if self._base_seed is None:
             self._base_seed = self.seed if self.seed is not None else global_seed()
         self._export_dir = self.export_path or os.path.join(trainer.default_root_dir, "kfold")
+        for record in self._records:  # restored from a checkpoint: fold files are kept relative to the run folder
+            record["checkpoint"] = resolve_fold_file(record["checkpoint"], self._export_dir)
         self._checkpoint_base_dirs = [cb.dirpath for cb in self._checkpoint_callbacks()]
 
     def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
@@ -318,7 +320,12 @@ class KFoldLoop(FitWrapperLoop):
                 "num_folds": self.num_folds,
                 "current_fold": self.current_fold,
                 "records": [
-                    {"val": dict(r["val"]), "test": dict(r["test"]), "checkpoint": r["checkpoint"], "oof": r.get("oof")}
+                    {
+                        "val": dict(r["val"]),
+                        "test": dict(r["test"]),
+                        "checkpoint": _relative_to(r["checkpoint"], self._export_dir),
+                        "oof": r.get("oof"),
+                    }
                     for r in self._records
                 ],
                 "ensemble_metrics": self._ensemble_metrics,
@@ -363,6 +370,19 @@ class KFoldLoop(FitWrapperLoop):
             return  # the datamodule computes its folds later; on_advance_start selects the fold
         if self.current_fold < min(self.num_folds, len(datamodule.folds)):
             datamodule.setup_fold_index(self.current_fold)
+
+
+def _relative_to(path: str, folder: str | None) -> str:
+    """``path`` relative to ``folder`` when inside it, so a moved run folder still resumes; else unchanged."""
+    if folder is None:
+        return path
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return path if relative.startswith(os.pardir) else relative
+
+
+def resolve_fold_file(path: str, export_dir: str | os.PathLike) -> str:
+    """A fold file recorded in a checkpoint, as a path: relative ones are inside the run's (current) folder."""
+    return path if os.path.isabs(path) else os.path.join(os.fspath(export_dir), path)
 
 
 def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:
