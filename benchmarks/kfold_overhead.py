@@ -1,26 +1,52 @@
-"""K-fold overhead: ``kfold_fit(k=5)`` vs a plain for-loop building a fresh Lightning Trainer per fold.
+"""K-fold overhead: ``kfold_fit(k=5)`` vs a plain for-loop building a fresh Lightning Trainer per fold, and vs peers.
 
-Same data (scikit-learn's digits, no download), same model, same folds, same epochs. The naive loop is what a user
-writes without alkit: for each fold a new ``pytorch_lightning.Trainer``, ``fit`` on the fold, ``test`` on the test
-set. ``kfold_fit`` additionally saves one checkpoint per fold (for the ensemble and for resuming), restores the
-initial weights and rebuilds optimizers per fold and, with the ensemble on, tests the soft-voting ensemble. The
-three are interleaved round by round (so machine noise hits them alike); ratios of the medians and of the best runs
-are reported (on a busy machine the best runs are the steadier estimate of the intrinsic cost).
-Target: kfold_fit / naive <= 1.05.
+Same data (scikit-learn's digits, no download), same model, same number of folds and epochs, SGD, batch 32, a test
+set tested after every fold, no ensemble. The naive loop is what a user writes without alkit: for each fold a new
+``Trainer``, ``fit`` on the fold (validating on its held-out part), ``test`` on the test set. ``kfold_fit`` also saves
+one checkpoint per fold (the ensemble and resuming need it), restores the initial weights per fold, rebuilds
+optimizers and writes ``kfold_result.json``. The peers, when importable (they need the ``lightning`` namespace, so
+run with ``ALKIT_LIGHTNING=lightning``; else their columns are skipped and the reason printed):
 
-    python benchmarks/kfold_overhead.py [--epochs 5] [--rounds 3]
+- ``pl-crossvalidate``: ``KFoldTrainer.cross_validate``; it needs a logger (a ``CSVLogger`` here), tests each fold
+  model on its held-out fold and validates on the datamodule's validation set (the test set here);
+- ``lightning-kfold``: ``KFoldTrainer.fit(test_ensemble=False)``; its trainer never calls the datamodule's
+  ``setup()``, so the benchmark does.
+
+All columns run interleaved round by round, in a rotated order, after a garbage collection (so machine noise hits them
+alike); ratios of the medians of wall time and of process CPU time are reported (CPU time is the steadier one on a
+shared machine: waiting for a core does not count). Target: kfold_fit / naive <= 1.02.
+
+``--instructions`` counts the instructions of one run of each column under valgrind's callgrind instead of timing
+them: the same count on a busy machine as on a quiet one (10-20 minutes; an instruction is not a nanosecond, but
+work added to or removed from kfold_fit shows exactly). ``--parallel N`` compares ``kfold_fit(parallel=N)`` (folds
+in N spawned processes) with the sequential run instead.
+
+    python benchmarks/kfold_overhead.py [--epochs 5] [--rounds 5] [--ensemble] [--oof]
+    ALKIT_LIGHTNING=lightning python benchmarks/kfold_overhead.py          # with the peer columns
+    python benchmarks/kfold_overhead.py --instructions
+    python benchmarks/kfold_overhead.py --parallel 2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import gc
 import logging
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -28,7 +54,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from alkit.kfold import kfold_fit, make_folds
-from alkit.lightning import pl
+from alkit.lightning import NAMESPACE, pl
 
 K = 5
 BATCH_SIZE = 32
@@ -82,15 +108,14 @@ class DigitsData(pl.LightningDataModule):
         return DataLoader(self.test_set, batch_size=BATCH_SIZE)
 
 
-def naive(model: pl.LightningModule, epochs: int) -> tuple[float, list[float]]:
+def naive(model: pl.LightningModule, epochs: int, root: str) -> list[float]:
     """A fresh Trainer per fold: fit on the fold, test on the test set."""
     train_set, test_set = digits()
     folds = make_folds(len(train_set), K, seed=0)
-    start = time.perf_counter()
     test_acc = []
     for fold in folds:
         fold_model = copy.deepcopy(model)
-        trainer = pl.Trainer(max_epochs=epochs, **QUIET)
+        trainer = pl.Trainer(max_epochs=epochs, default_root_dir=root, **QUIET)
         trainer.fit(
             fold_model,
             DataLoader(Subset(train_set, fold.train_indices.tolist()), batch_size=BATCH_SIZE, shuffle=True),
@@ -98,62 +123,219 @@ def naive(model: pl.LightningModule, epochs: int) -> tuple[float, list[float]]:
         )
         (metrics,) = trainer.test(fold_model, DataLoader(test_set, batch_size=BATCH_SIZE), verbose=False)
         test_acc.append(metrics["test_acc"])
-    return time.perf_counter() - start, test_acc
+    return test_acc
 
 
-def alkit_kfold(model: pl.LightningModule, epochs: int, ensemble: bool) -> tuple[float, list[float]]:
-    with tempfile.TemporaryDirectory() as root:
-        start = time.perf_counter()
-        result = kfold_fit(
-            model, DigitsData(), k=K, seed=0, ensemble=ensemble, max_epochs=epochs, default_root_dir=root, **QUIET
-        )
-        elapsed = time.perf_counter() - start
-    return elapsed, [m["test_acc"] for m in result.test_metrics]
+def alkit_kfold(model: pl.LightningModule, epochs: int, root: str, *, ensemble: bool, oof: bool, **kwargs) -> list:
+    result = kfold_fit(
+        model, DigitsData(), k=K, seed=0, ensemble=ensemble, oof=oof, max_epochs=epochs, default_root_dir=root,
+        **QUIET, **kwargs,
+    )  # fmt: skip
+    return [m["test_acc"] for m in result.test_metrics]
+
+
+def peer_runs() -> tuple[dict[str, Callable[[pl.LightningModule, int, str], list[float]]], list[str]]:
+    """The peers' k-fold runs that can run here, and why the others cannot."""
+    runs: dict[str, Callable[[pl.LightningModule, int, str], list[float]]] = {}
+    skipped = []
+    if NAMESPACE != "lightning":
+        reason = f"they need the `lightning` namespace, alkit runs on `{NAMESPACE}` (set ALKIT_LIGHTNING=lightning)"
+        return runs, [f"pl-crossvalidate, lightning-kfold: {reason}"]
+    try:
+        import pl_crossvalidate
+    except ImportError as err:
+        skipped.append(f"pl-crossvalidate: not importable ({err})")
+    else:
+        runs["pl-crossvalidate"] = lambda model, epochs, root: _pl_crossvalidate(pl_crossvalidate, model, epochs, root)
+    try:
+        import lightning_kfold
+    except ImportError as err:
+        skipped.append(f"lightning-kfold: not importable ({err})")
+    else:
+        runs["lightning-kfold"] = lambda model, epochs, root: _lightning_kfold(lightning_kfold, model, epochs, root)
+    return runs, skipped
+
+
+class DigitsDataWithVal(DigitsData):
+    """pl-crossvalidate validates every fold on the wrapped datamodule's validation set (not the held-out fold)."""
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=BATCH_SIZE)
+
+
+def _pl_crossvalidate(package, model: pl.LightningModule, epochs: int, root: str) -> list[float]:
+    logger = pl.loggers.CSVLogger(root)  # KFoldTrainer reads logger.version when it is built
+    quiet = {**QUIET, "logger": logger}
+    trainer = package.KFoldTrainer(num_folds=K, shuffle=True, max_epochs=epochs, default_root_dir=root, **quiet)
+    results = trainer.cross_validate(copy.deepcopy(model), datamodule=DigitsDataWithVal())
+    return [fold[0]["test_acc"] for fold in results]
+
+
+def _lightning_kfold(package, model: pl.LightningModule, epochs: int, root: str) -> list[float]:
+    class Digits(package.KFoldDataModule):
+        def setup_datasets(self):
+            train_set, test_set = digits()
+            return train_set, test_set, train_set.tensors[1].numpy()
+
+    datamodule = Digits(num_folds=K, batch_size=BATCH_SIZE)
+    datamodule.setup()  # its KFoldTrainer never calls it
+    trainer = package.KFoldTrainer(num_folds=K, export_path=root, max_epochs=epochs, default_root_dir=root, **QUIET)
+    trainer.fit(copy.deepcopy(model), datamodule, test_ensemble=False)
+    return [fold[0]["test_acc"] for fold in trainer.fold_results]
+
+
+def timed(run: Callable[[str], list[float]]) -> tuple[float, float, list[float]]:
+    """Wall and process CPU seconds of ``run`` (in a fresh temporary folder) and its per-fold test accuracy.
+
+    What a column prints (lightning-kfold's test tables) goes to ``os.devnull``: the terminal is no part of the cost.
+    """
+    with tempfile.TemporaryDirectory() as root, open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.process_time()
+        accuracy = run(root)
+        return time.perf_counter() - wall, time.process_time() - cpu, accuracy
+
+
+def compare(runs: dict[str, Callable[[str], list[float]]], rounds: int, baseline: str) -> None:
+    names = list(runs)
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
+    accuracy: dict[str, list[float]] = {}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:  # a different order each round
+            wall, cpu, accuracy[name] = timed(runs[name])
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    base_wall, base_cpu = statistics.median(walls[baseline]), statistics.median(cpus[baseline])
+    print(f"{'':<22} {'wall (median)':>13} {'/ ' + baseline:>13} {'CPU (median)':>13} {'/ ' + baseline:>13}")
+    for name in names:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        print(f"  {name:<20} {wall:11.2f} s {wall / base_wall:13.3f} {cpu:11.2f} s {cpu / base_cpu:13.3f}")
+    print("per-fold test accuracy (last round) and wall times of every round:")
+    for name in names:
+        folds = " ".join(f"{a:.3f}" for a in accuracy[name])
+        print(f"  {name:<20} {folds}   runs: {', '.join(f'{v:.2f}' for v in walls[name])}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --instructions: instructions counted by valgrind (the same on a busy machine as on a quiet one)
+# ---------------------------------------------------------------------------------------------------------------------
+_UNDER_CALLGRIND = "_KFOLD_OVERHEAD_UNDER_CALLGRIND"
+
+
+def _callgrind_segments(runs: dict[str, Callable[[str], list[float]]], warm_up: dict[str, Callable]) -> None:
+    """Under callgrind: one run of each column between two ``os.getppid()`` calls (the dump markers)."""
+    for run in warm_up.values():
+        timed(run)  # imports and caches, outside the counted segments
+    for run in runs.values():
+        with tempfile.TemporaryDirectory() as root:
+            gc.collect()
+            os.getppid()  # `--dump-before=getppid`: the counts so far are written out, the run is counted alone
+            run(root)
+            os.getppid()
+    print("SEGMENTS", " ".join(name.replace(" ", "_") for name in runs))
+
+
+def count_instructions(arguments: list[str]) -> None:
+    """Run this script under ``valgrind --tool=callgrind`` and print each column's instructions and their ratios."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (e.g. `apt-get install valgrind`)")
+    with tempfile.TemporaryDirectory(prefix="kfold-overhead-") as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
+            sys.executable, __file__, *arguments,
+        ]  # fmt: skip
+        env = {**os.environ, _UNDER_CALLGRIND: "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        print("counting instructions under callgrind (10-20 minutes: importing torch is slow there) ...", flush=True)
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"the run under callgrind failed:\n{result.stderr[-3000:]}")
+        header = [line for line in result.stdout.splitlines() if line.startswith(("digits:", "  skipped"))]
+        labels = next(line for line in result.stdout.splitlines() if line.startswith("SEGMENTS")).split()[1:]
+        # a segment's counts are in every second dump: dump 2k holds segment k (dump 2k-1 what ran before it)
+        counts = {}
+        for k, label in enumerate(labels, start=1):
+            text = Path(f"{out}.{2 * k}").read_text()
+            counts[label] = int(re.search(r"^summary:\s+(\d+)", text, re.MULTILINE).group(1))
+    print("\n".join(header))
+    print(f"{'':<22} {'instructions':>16} {'/ naive':>9}")
+    for label, count in counts.items():
+        print(f"  {label:<20} {count:16,d} {count / counts['naive']:9.3f}")
+
+
+def columns(
+    model: pl.LightningModule, epochs: int, *, oof: bool, ensemble: bool
+) -> tuple[dict[str, Callable[[str], list[float]]], list[str]]:
+    """Each column's run (given a temporary folder) and why a peer's column is skipped."""
+    peers, skipped = peer_runs()
+    runs = {
+        "naive": lambda root: naive(model, epochs, root),
+        "kfold_fit": lambda root: alkit_kfold(model, epochs, root, ensemble=False, oof=False),
+    }
+    if oof:
+        runs["kfold_fit+oof"] = lambda root: alkit_kfold(model, epochs, root, ensemble=False, oof=True)
+    if ensemble:
+        runs["kfold_fit+ensemble"] = lambda root: alkit_kfold(model, epochs, root, ensemble=True, oof=False)
+    for name, run in peers.items():
+        runs[name] = lambda root, run=run: run(model, epochs, root)
+    return runs, skipped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5, help="epochs per fold")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ensemble", action="store_true", help="also time kfold_fit with the ensemble test")
+    parser.add_argument("--oof", action="store_true", help="also time kfold_fit with out-of-fold predictions")
+    parser.add_argument("--parallel", type=int, default=None, help="time kfold_fit(parallel=N) against sequential")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     args = parser.parse_args()
+    if args.instructions and not os.environ.get(_UNDER_CALLGRIND):
+        count_instructions(sys.argv[1:])
+        return
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(1)
-
     torch.manual_seed(0)
     model = DigitsMLP()
-    alkit_kfold(model, 1, ensemble=False)  # warm-up imports and caches
-    naive(model, 1)
+    epochs = args.epochs
 
-    runs = {
-        "naive": lambda: naive(model, args.epochs),
-        "kfold_fit": lambda: alkit_kfold(model, args.epochs, ensemble=False),
-        "kfold_fit+ensemble": lambda: alkit_kfold(model, args.epochs, ensemble=True),
-    }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    accuracy: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            elapsed, accuracy[name] = run()
-            times[name].append(elapsed)
-    median = {name: statistics.median(values) for name, values in times.items()}
+    if args.parallel is not None:
+        runs = {
+            "sequential": lambda root: alkit_kfold(model, epochs, root, ensemble=False, oof=False),
+            f"parallel={args.parallel}": lambda root: alkit_kfold(
+                model, epochs, root, ensemble=False, oof=False, parallel=args.parallel
+            ),
+        }
+        cpus = os.cpu_count()
+        print(f"digits: k={K}, {epochs} epochs per fold, batch {BATCH_SIZE}, {cpus} CPUs, rounds: {args.rounds}")
+        compare(runs, args.rounds, "sequential")
+        return
 
-    print(f"digits: k={K}, {args.epochs} epochs per fold, batch {BATCH_SIZE}, rounds: {args.rounds} (interleaved)")
-    for name, value in median.items():
-        runs = ", ".join(f"{v:.2f}" for v in times[name])
-        folds = " ".join(f"{a:.3f}" for a in accuracy[name])
-        print(f"  {name:<19} {value:6.2f} s   (runs: {runs})   per-fold test_acc: {folds}")
-    best = {name: min(values) for name, values in times.items()}
+    runs, skipped = columns(model, epochs, oof=args.oof, ensemble=args.ensemble)
+    if args.instructions:  # this process runs under callgrind
+        print(f"digits: k={K}, {epochs} epochs per fold, batch {BATCH_SIZE}, Lightning namespace {NAMESPACE}")
+        for reason in skipped:
+            print(f"  skipped {reason}")
+        _callgrind_segments(runs, warm_up=columns(model, 1, oof=args.oof, ensemble=args.ensemble)[0])
+        return
+    for run in runs.values():  # warm-up: imports and caches
+        timed(run)
+
     print(
-        f"kfold_fit / naive            = {median['kfold_fit'] / median['naive']:.3f} (medians)"
-        f"   {best['kfold_fit'] / best['naive']:.3f} (best runs)   target <= 1.05"
+        f"digits: k={K}, {epochs} epochs per fold, batch {BATCH_SIZE}, SGD, test set per fold, no ensemble; "
+        f"Lightning namespace {NAMESPACE}, torch threads 1, rounds: {args.rounds} (interleaved, rotated)"
     )
-    print(
-        f"kfold_fit+ensemble / naive   = {median['kfold_fit+ensemble'] / median['naive']:.3f} (medians)"
-        f"   {best['kfold_fit+ensemble'] / best['naive']:.3f} (best runs)"
-    )
+    for reason in skipped:
+        print(f"  skipped {reason}")
+    compare(runs, args.rounds, "naive")
+    print("target: kfold_fit / naive <= 1.02 (medians)", file=sys.stdout)
 
 
 if __name__ == "__main__":
+    np.set_printoptions(precision=3)
     main()
