@@ -26,6 +26,10 @@ Tasks (small by default, to run on a 2-core CPU):
 
 Strategies: ``random``, ``entropy``, ``margin``, ``bald``, ``batch_bald``, and the diversity strategies
 (``coreset``, ``badge``, ``typiclust``, the ``bald_coreset`` hybrid) when this alkit has them.
+
+``--cold-start``: instead, does a TypiClust initial set beat a random one? Random acquisition from
+``initial_strategy="random"`` and from ``"typiclust"`` (same seeds, same initial weights), 20 -> 40 labels by
+default, compared paired over seeds (``cold_start.md``/``.json``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None, help=f"per task ({value})")
     parser.add_argument("--out", type=Path, default=Path("results/strategy_comparison"))
     parser.add_argument("--quick", action="store_true", help="a smoke test in seconds: " + str(QUICK))
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="compare a TypiClust initial set with a random one (random acquisition after it); default budget "
+        "20 -> 40 labels (--initial-labels 20 --rounds 3 --query-size 10)",
+    )
     return parser
 
 
@@ -202,8 +212,38 @@ def per_round_table(comparison: StrategyComparison) -> str:
     return "\n".join(lines)
 
 
+def cold_start(
+    data: Any, make_model: Any, seeds: list[int], settings: dict[str, Any], out: Path, task: str
+) -> StrategyComparison:
+    """Random acquisition from a random and from a TypiClust initial set, paired over seeds."""
+    import dataclasses
+
+    runs = []
+    for initial in ("random", "typiclust"):
+        comparison = compare_strategies(
+            data,
+            make_model,
+            ["random"],
+            seeds,
+            rounds=settings["rounds"],
+            initial_num_labels=settings["initial_labels"],
+            query_size=settings["query_size"],
+            label_epochs=settings["label_epochs"],
+            mc_iterations=settings["mc_iterations"],
+            datamodule_kwargs={"initial_strategy": initial},
+            run_dir=out / f"runs_cold_start_{initial}",
+            settings={"task": task, **settings, "initial_strategy": initial},
+        )
+        runs += [dataclasses.replace(run, strategy=f"{initial} start") for run in comparison.runs]
+    return StrategyComparison(runs, baseline="random start")
+
+
 def main(argv: list[str] | None = None) -> StrategyComparison:
     args = build_parser().parse_args(argv)
+    if args.cold_start:
+        for name, value in (("initial_labels", 20), ("rounds", 3), ("query_size", 10)):
+            if getattr(args, name) is None:
+                setattr(args, name, 2 * value // 5 if args.quick and name == "initial_labels" else value)
     strategies, seeds, settings = check_args(args)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -213,6 +253,16 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
         data, make_model = digits_task(settings)
     else:
         data, make_model = hymenoptera_task(settings, args.out, args.quick)
+    if args.cold_start:
+        print(f"{args.task}: cold start, TypiClust vs random initial set, seeds {seeds}; {settings}", flush=True)
+        comparison = cold_start(data, make_model, seeds, settings, args.out, args.task)
+        rounds_table = per_round_table(comparison)
+        summary = comparison.summary_line("typiclust start")
+        text = f"# Cold start: {args.task}\n\n{rounds_table}\n\n```\n{comparison.table()}\n```\n\n{summary}\n"
+        write_text_atomic(args.out / "cold_start.md", text)
+        comparison.save_json(args.out / "cold_start.json")
+        print(f"\n{rounds_table}\n\n{comparison.table()}\n{summary}")
+        return comparison
     print(f"{args.task}: {', '.join(strategies)} on seeds {seeds}; settings {settings}", flush=True)
 
     def report(run: Any, *_: Any) -> None:

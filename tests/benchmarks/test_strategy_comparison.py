@@ -84,3 +84,15 @@ def test_bad_flags_are_refused_before_anything_loads(argv, message):
     with pytest.raises(SystemExit) as error:
         sc.check_args(sc.build_parser().parse_args(argv))
     assert message in str(error.value)
+
+
+def test_cold_start_pairs_a_typiclust_initial_set_with_a_random_one(tmp_path):
+    out = tmp_path / "cold"
+    comparison = sc.main(["--cold-start", "--quick", "--out", str(out)])
+    assert comparison.strategies == ["random start", "typiclust start"] and comparison.seeds == [0, 1]
+    for seed in comparison.seeds:
+        random_start, typical_start = comparison.run("random start", seed), comparison.run("typiclust start", seed)
+        assert random_start.initial_weights == typical_start.initial_weights  # only the initial labels differ
+        assert random_start.initial_labels != typical_start.initial_labels
+        assert len(typical_start.initial_labels) == 8 and random_start.num_labelled == (8, 18, 28)
+    assert "typiclust start is " in (out / "cold_start.md").read_text()
