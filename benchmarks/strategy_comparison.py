@@ -247,7 +247,13 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
     strategies, seeds, settings = check_args(args)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*|.*LeafSpec.*|.*no `validation_step`.*")
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*LeafSpec.*",
+        ".*no `validation_step`.*",
+        ".*across ranks is zero.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.task == "digits":
         data, make_model = digits_task(settings)
