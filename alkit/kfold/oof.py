@@ -70,7 +70,9 @@ def predict_held_out(trainer: pl.Trainer, loader: Any) -> dict[str, Any]:
     """Predictions of ``trainer``'s current model on ``loader`` (a fold's held-out part, in its index order).
 
     The model's ``predict_step`` when it defines one, else ``forward`` on the batch inputs; in eval mode, without
-    gradients, under the trainer's precision; the model's train/eval mode is restored afterwards.
+    gradients, under the trainer's precision; the model's train/eval mode is restored afterwards, and so is torch's
+    CPU random state (a DataLoader draws a seed from it for every iterator): predicting changes nothing that
+    follows, so a run's metrics are the same with or without out-of-fold predictions.
 
     Returns:
         ``{"predictions": float tensor (n, ...), "targets": tensor (n, ...) or None, "task": "classification" |
@@ -83,7 +85,7 @@ def predict_held_out(trainer: pl.Trainer, loader: Any) -> dict[str, Any]:
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad(), trainer.precision_plugin.forward_context():
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), trainer.precision_plugin.forward_context():
             for batch_idx, batch in enumerate(loader):
                 batch = trainer.strategy.batch_to_device(batch)
                 inputs, target = unpack_batch(batch) if not use_predict_step else (None, _targets_of(batch))

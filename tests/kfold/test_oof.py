@@ -107,3 +107,20 @@ def test_oof_false_skips_the_predictions(tmp_path):
     assert not (tmp_path / "kfold" / "kfold_result.oof.npz").exists()
     with pytest.raises(TypeError, match="oof='yes' is invalid: expected True or False"):
         kfold_fit(Classifier(), BlobData(n=30, with_test=False), k=2, oof="yes", default_root_dir=tmp_path, **QUIET)
+
+
+def test_predicting_changes_nothing_that_follows(tmp_path):
+    """No seed: later folds train on torch's global RNG stream, which the prediction pass leaves untouched."""
+    runs = {}
+    for oof in (True, False):
+        torch.manual_seed(0)
+        runs[oof] = kfold_fit(
+            Classifier(),
+            BlobData(n=30, with_test=False),
+            k=3,
+            oof=oof,
+            max_epochs=1,
+            default_root_dir=tmp_path,
+            **QUIET,
+        )
+    assert runs[True].val_metrics == runs[False].val_metrics
