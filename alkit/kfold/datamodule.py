@@ -281,7 +281,7 @@ class KFoldDataModule(BaseKFoldDataModule):
     @property
     def fold_sizes(self) -> list[tuple[int, int]]:
         """``(n_train, n_held_out)`` per fold."""
-        return [(len(f.train_indices), len(f.val_indices)) for f in self._require_folds()]
+        return self._require_folds().fold_sizes
 
     def fold_indices(self, fold_index: int) -> Fold:
         """Positions (in the training set) of fold ``fold_index``'s training and held-out samples."""
