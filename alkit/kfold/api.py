@@ -15,7 +15,7 @@ from typing import Any
 from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop, resolve_fold_file
-from alkit.kfold.parallel import check_parallel, fit_folds_in_parallel
+from alkit.kfold.parallel import check_parallel, check_parallel_arguments, fit_folds_in_parallel
 from alkit.kfold.result import KFoldResult
 from alkit.kfold.splits import DEFAULT_K, resolve_cv
 from alkit.lightning import check_namespace, pl
@@ -97,6 +97,8 @@ def kfold_fit(
             f"trainer={type(trainer).__name__} cannot be combined with parallel={parallel}: every fold process builds "
             "its own Trainer; pass the Trainer arguments to kfold_fit instead (kfold_fit(..., max_epochs=...))"
         )
+    if parallel is not None:
+        check_parallel_arguments(model, datamodule, trainer_kwargs)
     if trainer is not None and trainer_kwargs:
         raise ValueError(
             f"pass either trainer= or Trainer arguments, not both (got trainer and {sorted(trainer_kwargs)})"

@@ -45,7 +45,7 @@ from alkit.kfold.oof import load_oof, oof_result_fields, save_oof
 from alkit.kfold.result import KFoldResult
 from alkit.lightning import ENVIRONMENT_VARIABLE, NAMESPACE, pl
 
-__all__ = ["check_parallel", "fit_folds_in_parallel", "fold_record_path"]
+__all__ = ["check_parallel", "check_parallel_arguments", "fit_folds_in_parallel", "fold_record_path"]
 
 #: strategies that start processes of their own: one fold per process cannot nest them
 _MULTI_PROCESS_STRATEGIES = ("ddp", "fsdp", "deepspeed")
@@ -61,6 +61,18 @@ def check_parallel(parallel: Any) -> int | None:
             ">= 1 (the number of folds trained at the same time, each in its own process)"
         )
     return int(parallel)
+
+
+def check_parallel_arguments(model: Any, datamodule: Any, trainer_kwargs: dict[str, Any]) -> None:
+    """What the fold processes need, checked before any work: picklable arguments, one device per process."""
+    for argument, value in (("model", model), ("datamodule", datamodule), ("**trainer_kwargs", trainer_kwargs)):
+        _check_picklable(value, argument)
+    strategy = trainer_kwargs.get("strategy")
+    if isinstance(strategy, str) and strategy.startswith(_MULTI_PROCESS_STRATEGIES):
+        raise ValueError(
+            f"strategy={strategy!r} cannot be combined with parallel=: parallel runs every fold in a process of its "
+            "own on one device; use parallel=None for a multi-process strategy"
+        )
 
 
 def fold_record_path(export_dir: str | os.PathLike, fold: int) -> Path:
@@ -86,14 +98,7 @@ def fit_folds_in_parallel(
     ``datamodule`` has its folds computed already (``setup_folds``): they are checked, fingerprinted and shipped to
     every process with it. ``ckpt_path`` (resume) is the interrupted run's folder or a file in it.
     """
-    for argument, value in (("model", model), ("datamodule", datamodule), ("**trainer_kwargs", trainer_kwargs)):
-        _check_picklable(value, argument)
-    strategy = trainer_kwargs.get("strategy")
-    if isinstance(strategy, str) and strategy.startswith(_MULTI_PROCESS_STRATEGIES):
-        raise ValueError(
-            f"strategy={strategy!r} cannot be combined with parallel={parallel}: parallel runs every fold in a process "
-            "of its own on one device; use parallel=None for a multi-process strategy"
-        )
+    check_parallel_arguments(model, datamodule, trainer_kwargs)  # again: set up, the datamodule holds more now
     folds = getattr(datamodule, "folds", None)
     fingerprint = folds_fingerprint(folds) if folds else None
 
