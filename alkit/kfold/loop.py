@@ -39,7 +39,7 @@ import torch
 from alkit._rng import global_seed, reseed
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
 from alkit.kfold.ensemble import EnsembleVotingModel
-from alkit.kfold.oof import oof_result_fields, predict_current_fold
+from alkit.kfold.oof import check_predictions, oof_result_fields, predict_current_fold
 from alkit.kfold.result import KFoldResult
 from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop
@@ -134,6 +134,8 @@ class KFoldLoop(FitWrapperLoop):
         self._check_trainer_settings()
         datamodule = self._datamodule()
         datamodule.setup_folds(self.num_folds)
+        if self.oof:  # a model whose predictions cannot be placed is refused before the first fold trains
+            check_predictions(trainer, datamodule)
         fingerprint = _fingerprint_of(datamodule)
         if self._fingerprint is not None and fingerprint is not None and fingerprint != self._fingerprint:
             raise RuntimeError(

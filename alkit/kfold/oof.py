@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from alkit.kfold.datamodule import KFoldDataModule
 from alkit.kfold.folds import repeat_of_each_fold
@@ -32,6 +33,7 @@ __all__ = [
     "CLASSIFICATION",
     "REGRESSION",
     "assemble_oof",
+    "check_predictions",
     "load_oof",
     "oof_metrics",
     "oof_result_fields",
@@ -109,6 +111,21 @@ def predict_current_fold(trainer: pl.Trainer, datamodule: Any) -> dict[str, Any]
     if not isinstance(datamodule, KFoldDataModule):
         return None
     return predict_held_out(trainer, datamodule.val_dataloader())
+
+
+def check_predictions(trainer: pl.Trainer, datamodule: Any) -> None:
+    """Predict one batch of the first held-out fold with the untrained model, so that a model whose output cannot be
+    placed (not one tensor row per sample) is refused before the first fold trains, not after it.
+
+    Leaves the model, its mode and torch's RNG as they were (see :func:`predict_held_out`).
+    """
+    if not isinstance(datamodule, KFoldDataModule) or datamodule.folds is None:
+        return
+    kwargs = dict(datamodule.loader_settings["kwargs"], drop_last=False, num_workers=0)
+    kwargs.pop("prefetch_factor", None)
+    kwargs.pop("persistent_workers", None)
+    first = datamodule.folds[0].val_indices[: int(kwargs.get("batch_size") or 1)]
+    predict_held_out(trainer, DataLoader(Subset(datamodule.eval_dataset, first.tolist()), shuffle=False, **kwargs))
 
 
 def oof_result_fields(fold_predictions: Sequence[Mapping[str, Any] | None], folds: Sequence[Any]) -> dict[str, Any]:

@@ -124,3 +124,26 @@ def test_predicting_changes_nothing_that_follows(tmp_path):
             **QUIET,
         )
     assert runs[True].val_metrics == runs[False].val_metrics
+
+
+class _TupleOutput(Classifier):
+    """A model whose forward returns (logits, features): out-of-fold predictions cannot use that as it is."""
+
+    def forward(self, x):
+        return self.net(x), x
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_acc", (self(x)[0].argmax(-1) == y).float().mean())
+
+    def training_step(self, batch, batch_idx):
+        raise AssertionError("refused only after a fold trained")
+
+
+def test_a_model_whose_output_cannot_be_placed_is_refused_before_any_training(tmp_path):
+    with pytest.raises(
+        TypeError, match=r"the fold model returned tuple .* need a tensor with one row per sample.*oof="
+    ):
+        kfold_fit(
+            _TupleOutput(), BlobData(n=30, with_test=False), k=2, max_epochs=1, default_root_dir=tmp_path, **QUIET
+        )
