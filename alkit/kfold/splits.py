@@ -1,8 +1,10 @@
-"""Turn a scikit-learn splitter (or just ``k``) into a checked, deterministic list of folds.
+"""Turn ``cv=`` (a number of folds, a scikit-learn splitter or ``(train, held_out)`` pairs) into checked, deterministic
+:class:`~alkit.kfold.Folds`.
 
-The splitting itself is scikit-learn's: any object with ``split(X, y, groups)`` works (``KFold``,
-``StratifiedKFold``, ``GroupKFold``, ``ShuffleSplit``, ``RepeatedStratifiedKFold``, ...). This module only adds what
-a training loop needs on top of it:
+:func:`resolve_cv` is the one place ``cv``, ``k`` and ``splitter`` are reconciled. The splitting itself is
+scikit-learn's: any object with ``split(X, y, groups)`` and ``get_n_splits`` works (``KFold``, ``StratifiedKFold``,
+``GroupKFold``, ``ShuffleSplit``, ``RepeatedStratifiedKFold``, ...), and the fold count is its ``get_n_splits``. This
+module only adds what a training loop needs on top of it:
 
 * every bad input (``k < 2``, more folds than samples or than members of the smallest class, ``groups`` of the
   wrong length, an object without ``split``, no training data) is rejected with an error that names the argument,
@@ -11,7 +13,7 @@ a training loop needs on top of it:
   within ``range(n_samples)`` and disjoint (the error names the fold, the problem and a few offending indices);
 * folds are a pure function of the data and the seed: a splitter left with ``random_state=None`` is pinned to the
   seed, so every ``ddp_spawn`` rank and every resumed run computes the very same folds;
-* indices come back as plain ``int64`` numpy arrays, like ``sklearn.model_selection.cross_validate``.
+* indices come back as read-only ``int64`` numpy arrays, like ``sklearn.model_selection.cross_validate``'s.
 """
 
 from __future__ import annotations
