@@ -55,7 +55,7 @@ from alkit.active.history import ActiveLearningHistory, RoundRecord, RoundScores
 from alkit.active.oracle import ANSWERS_NAME
 from alkit.active.scoring import PoolScores, dropout_modules, score_pool
 from alkit.lightning import pl
-from alkit.loops.fit_wrapper import FitWrapperLoop
+from alkit.loops.fit_wrapper import FitWrapperLoop, RunState
 
 __all__ = ["ActiveLearningLoop"]
 
@@ -96,6 +96,20 @@ class ActiveLearningLoop(FitWrapperLoop):
     """
 
     checkpoint_kind = "active-learning"
+    #: the state of a run: reset when a new run starts, saved in and restored from every checkpoint
+    run_state = {
+        **FitWrapperLoop.run_state,
+        "current_round": RunState(int, load=lambda loop, saved: int(saved)),
+        "history": RunState(
+            ActiveLearningHistory,
+            save=lambda loop, history: history.state_dict(),
+            load=lambda loop, saved: _history_from_state(saved),
+        ),
+        "_labels_added": RunState(int, load=lambda loop, saved: int(saved)),
+        "_finished": RunState(bool, load=lambda loop, saved: bool(saved)),
+        "_initial_weights": RunState(lambda: None),
+        "_base_seed": RunState(lambda: None),
+    }
 
     def __init__(
         self,
@@ -130,14 +144,8 @@ class ActiveLearningLoop(FitWrapperLoop):
         self.seed = seed
         self.export_path = None if export_path is None else str(export_path)
         self.checkpoint_each_round = bool(checkpoint_each_round)
-        self.history = ActiveLearningHistory()
-        self.current_round = 0
         self._num_rounds: int | None = None
         self._trainer_max_epochs: int | None = None
-        self._labels_added = 0
-        self._finished = False
-        self._initial_weights: dict[str, torch.Tensor] | None = None
-        self._base_seed: int | None = None
         self._saved_fit_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -161,15 +169,6 @@ class ActiveLearningLoop(FitWrapperLoop):
     @property
     def done(self) -> bool:
         return self._finished or self.current_round >= self.num_rounds
-
-    def reset(self) -> None:
-        if not self.restarting:  # a new (not resumed) fit starts the active-learning run over
-            self.current_round = 0
-            self.history = ActiveLearningHistory()
-            self._labels_added = 0
-            self._finished = False
-            self._initial_weights = None
-            self._base_seed = None
 
     def _datamodule(self) -> ActiveLearningDataModule:
         datamodule = self.trainer.datamodule
@@ -409,31 +408,18 @@ class ActiveLearningLoop(FitWrapperLoop):
     # ------------------------------------------------------------------------------------------------------------
     def on_save_checkpoint(self) -> dict:
         state = super().on_save_checkpoint()
-        state.update(
-            {
-                "current_round": self.current_round,
-                "history": self.history.state_dict(),
-                "labels_added": self._labels_added,
-                "finished": self._finished,
-                "initial_weights": self._initial_weights,
-                "base_seed": self._base_seed,
-                "fit_metrics": _scalars(self.trainer.callback_metrics) if self._segment_active else {},
-            }
-        )
+        state["fit_metrics"] = _scalars(self.trainer.callback_metrics) if self._segment_active else {}
         return state
 
     def on_load_checkpoint(self, state_dict: dict) -> None:
         super().on_load_checkpoint(state_dict)
-        if "current_round" not in state_dict:
-            return  # unreachable: FitWrapperLoop refused a checkpoint of another kind of run
-        self.current_round = int(state_dict["current_round"])
-        self.history = ActiveLearningHistory()
-        self.history.load_state_dict(state_dict["history"])
-        self._labels_added = int(state_dict["labels_added"])
-        self._finished = bool(state_dict["finished"])
-        self._initial_weights = state_dict["initial_weights"]
-        self._base_seed = state_dict["base_seed"]
         self._saved_fit_metrics = dict(state_dict.get("fit_metrics", {}))
+
+
+def _history_from_state(state: dict) -> ActiveLearningHistory:
+    history = ActiveLearningHistory()
+    history.load_state_dict(state)
+    return history
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

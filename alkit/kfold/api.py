@@ -186,7 +186,7 @@ def _check_resume_files(ckpt_path: str | os.PathLike, export_dir: str | os.PathL
                 f"fold {fold}'s record has no checkpoint path"
             )
         argument = f"fold {fold}'s checkpoint (recorded in ckpt_path={os.fspath(ckpt_path)!r})"
-        path = resolve_fold_file(path, export_dir)
+        path = resolve_fold_file(record, export_dir)
         if not Path(path).is_file():
             raise FileNotFoundError(
                 f"{argument} {path!r} does not exist: the file was deleted, or the run's folder was moved and "

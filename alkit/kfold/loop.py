@@ -42,7 +42,7 @@ from alkit.kfold.ensemble import EnsembleVotingModel
 from alkit.kfold.oof import check_predictions, oof_result_fields, predict_current_fold
 from alkit.kfold.result import KFoldResult
 from alkit.lightning import pl
-from alkit.loops.fit_wrapper import FitWrapperLoop
+from alkit.loops.fit_wrapper import FitWrapperLoop, RunState
 
 __all__ = ["KFoldLoop"]
 
@@ -70,6 +70,21 @@ class KFoldLoop(FitWrapperLoop):
     """
 
     checkpoint_kind = "k-fold"
+    #: the state of a run: reset when a new run starts, saved in and restored from every checkpoint
+    run_state = {
+        **FitWrapperLoop.run_state,
+        "current_fold": RunState(int, load=lambda loop, saved: int(saved)),
+        "result": RunState(lambda: None, saved=False),
+        "_records": RunState(
+            list,
+            save=lambda loop, records: [loop._saved_record(r) for r in records],
+            load=lambda loop, saved: [dict(r) for r in saved],
+        ),
+        "_ensemble_metrics": RunState(lambda: None),
+        "_fingerprint": RunState(lambda: None),
+        "_base_seed": RunState(lambda: None),
+        "_initial_weights": RunState(lambda: None),
+    }
 
     def __init__(
         self,
@@ -93,14 +108,7 @@ class KFoldLoop(FitWrapperLoop):
         self.ensemble = bool(ensemble)
         self.seed = seed
         self.oof = oof
-        self.current_fold = 0
-        self.result: KFoldResult | None = None
         self._epochs_per_fold: int | None = None
-        self._initial_weights: dict[str, torch.Tensor] | None = None
-        self._records: list[dict[str, Any]] = []
-        self._ensemble_metrics: dict[str, float] | None = None
-        self._fingerprint: str | None = None
-        self._base_seed: int | None = None
         self._export_dir: str | None = None
         self._checkpoint_base_dirs: list[str | None] = []
 
@@ -114,16 +122,6 @@ class KFoldLoop(FitWrapperLoop):
     @property
     def done(self) -> bool:
         return self.current_fold >= self.num_folds
-
-    def reset(self) -> None:
-        if not self.restarting:  # a new (not resumed) fit starts the cross-validation over
-            self.current_fold = 0
-            self.result = None
-            self._initial_weights = None
-            self._records = []
-            self._ensemble_metrics = None
-            self._fingerprint = None
-            self._base_seed = None
 
     # ------------------------------------------------------------------------------------------------------------
     # the run
@@ -156,7 +154,8 @@ class KFoldLoop(FitWrapperLoop):
             self._base_seed = self.seed if self.seed is not None else global_seed()
         self._export_dir = self.export_path or os.path.join(trainer.default_root_dir, "kfold")
         for record in self._records:  # restored from a checkpoint: fold files are kept relative to the run folder
-            record["checkpoint"] = resolve_fold_file(record["checkpoint"], self._export_dir)
+            record["checkpoint"] = resolve_fold_file(record, self._export_dir)
+            record.pop("checkpoint_at_save", None)
         self._checkpoint_base_dirs = [cb.dirpath for cb in self._checkpoint_callbacks()]
 
     def on_advance_start(self, *args: Any, **kwargs: Any) -> None:
@@ -317,31 +316,22 @@ class KFoldLoop(FitWrapperLoop):
     # ------------------------------------------------------------------------------------------------------------
     def on_save_checkpoint(self) -> dict:
         state = super().on_save_checkpoint()
-        state.update(
-            {
-                "num_folds": self.num_folds,
-                "current_fold": self.current_fold,
-                "records": [
-                    {
-                        "val": dict(r["val"]),
-                        "test": dict(r["test"]),
-                        "checkpoint": _relative_to(r["checkpoint"], self._export_dir),
-                        "oof": r.get("oof"),
-                    }
-                    for r in self._records
-                ],
-                "ensemble_metrics": self._ensemble_metrics,
-                "fingerprint": self._fingerprint,
-                "base_seed": self._base_seed,
-                "initial_weights": self._initial_weights,
-            }
-        )
+        state["num_folds"] = self.num_folds
         return state
 
+    def _saved_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A finished fold's record as checkpoints keep it: its checkpoint file relative to the run folder."""
+        return {
+            "val": dict(record["val"]),
+            "test": dict(record["test"]),
+            "checkpoint": _relative_to(record["checkpoint"], self._export_dir),
+            "checkpoint_at_save": os.path.abspath(record["checkpoint"]),
+            "oof": record.get("oof"),
+        }
+
     def on_load_checkpoint(self, state_dict: dict) -> None:
-        super().on_load_checkpoint(state_dict)
-        if "current_fold" not in state_dict:
-            return  # unreachable: FitWrapperLoop refused a checkpoint of another kind of run
+        # refused before anything is restored: a checkpoint of another run kind, of one parallel fold, other k
+        self._check_checkpoint_kind(state_dict)
         if state_dict.get("parallel_fold") is not None:
             raise ValueError(
                 f"the checkpoint was written by fold {state_dict['parallel_fold']}'s process of a "
@@ -354,19 +344,14 @@ class KFoldLoop(FitWrapperLoop):
                 f"the checkpoint was written by a KFoldLoop with num_folds={saved_folds}, but this one has "
                 f"num_folds={self.num_folds}: resume with the same number of folds"
             )
-        self.current_fold = int(state_dict["current_fold"])
-        self._records = [dict(r) for r in state_dict.get("records", [])]
-        self._ensemble_metrics = state_dict.get("ensemble_metrics")
-        self._fingerprint = state_dict.get("fingerprint")
-        self._base_seed = state_dict.get("base_seed")
-        self._initial_weights = state_dict.get("initial_weights")
+        super().on_load_checkpoint(state_dict)
         self._select_resumed_fold()
 
     def _select_resumed_fold(self) -> None:
         """Serve the resumed fold's data from now on: Lightning builds dataloaders (sanity check included) before
         this loop runs, and they must be the resumed fold's, not fold 0's (whose held-out part a later fold trains on).
         """
-        trainer = getattr(self, "trainer", None)
+        trainer = self.__dict__.get("trainer")  # (not attached: nothing to select yet)
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         if not isinstance(datamodule, BaseKFoldDataModule) or getattr(datamodule, "folds", None) is None:
             return  # the datamodule computes its folds later; on_advance_start selects the fold
@@ -382,9 +367,17 @@ def _relative_to(path: str, folder: str | None) -> str:
     return path if relative.startswith(os.pardir) else relative
 
 
-def resolve_fold_file(path: str, export_dir: str | os.PathLike) -> str:
-    """A fold file recorded in a checkpoint, as a path: relative ones are inside the run's (current) folder."""
-    return path if os.path.isabs(path) else os.path.join(os.fspath(export_dir), path)
+def resolve_fold_file(record: dict[str, Any], export_dir: str | os.PathLike) -> str:
+    """The fold checkpoint a record of a checkpoint names: inside the run's current folder (a moved run folder),
+    else where it was when the record was saved (a run resumed into another folder)."""
+    path = record["checkpoint"]
+    if os.path.isabs(path):
+        return path
+    inside = os.path.join(os.fspath(export_dir), path)
+    at_save = record.get("checkpoint_at_save")
+    if not os.path.isfile(inside) and isinstance(at_save, str) and os.path.isfile(at_save):
+        return at_save
+    return inside
 
 
 def _fingerprint_of(datamodule: BaseKFoldDataModule) -> str | None:

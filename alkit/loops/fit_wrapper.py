@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import copy
 from collections import ChainMap
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,7 +35,27 @@ from alkit.loops.loop import FitLoopStandIn, Loop
 TrainerFn = pl.trainer.states.TrainerFn
 RunningStage = pl.trainer.states.RunningStage
 
-__all__ = ["FitWrapperLoop"]
+__all__ = ["FitWrapperLoop", "RunState"]
+
+
+def _as_is(loop: Any, value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One piece of a research loop's run state, declared once: its default (a fresh value per run), and how it
+    goes into a checkpoint and back (``save(loop, value)`` / ``load(loop, saved)``; ``saved=False``: not saved).
+
+    ``reset``, ``on_save_checkpoint`` and ``on_load_checkpoint`` derive from the declarations, so a piece of state
+    cannot be reset but forgotten in checkpoints (or saved but not restored). The checkpoint key is the attribute
+    name without its leading underscore.
+    """
+
+    default: Callable[[], Any]
+    save: Callable[[Any, Any], Any] = _as_is
+    load: Callable[[Any, Any], Any] = _as_is
+    saved: bool = True
 
 
 class FitWrapperLoop(FitLoopStandIn, Loop):
@@ -51,9 +73,12 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
     #: the kind of run written into this loop's checkpoints (``"k-fold"``, ``"active-learning"``); a checkpoint of
     #: another kind, or one without research-loop state (a plain Lightning fit's), is refused on load. ``None``: any.
     checkpoint_kind: str | None = None
+    #: attribute name -> its declaration; subclasses extend it (``{**FitWrapperLoop.run_state, ...}``)
+    run_state: ClassVar[dict[str, RunState]] = {}
 
     def __init__(self) -> None:
         super().__init__()
+        self.reset_run_state()
         self._segment_active = False
         self._segment_end_epoch = 0
         self._resumed_mid_segment = False
@@ -71,6 +96,15 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         self.fit_loop = fit_loop
         self.min_epochs = fit_loop.min_epochs
         self.max_epochs = fit_loop.max_epochs
+
+    def reset(self) -> None:
+        if not self.restarting:  # a new (not resumed) fit starts the run over
+            self.reset_run_state()
+
+    def reset_run_state(self) -> None:
+        """Give every declared piece of run state (``run_state``) its default."""
+        for name, declared in self.run_state.items():
+            setattr(self, name, declared.default())
 
     @property
     def fit_loop_connected(self) -> bool:
@@ -266,13 +300,17 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
     # checkpointing
     # ------------------------------------------------------------------------------------------------------------
     def on_save_checkpoint(self) -> dict:
-        return {
+        state = {
             "segment_active": self._segment_active,
             "segment_end_epoch": self._segment_end_epoch,
             "initial_callback_states": copy.deepcopy(self._initial_callback_states),
             "rng": get_rng_state(),
             "kind": self.checkpoint_kind,
         }
+        for name, declared in self.run_state.items():
+            if declared.saved:
+                state[name.lstrip("_")] = declared.save(self, getattr(self, name))
+        return state
 
     def on_load_checkpoint(self, state_dict: dict) -> None:
         self._check_checkpoint_kind(state_dict)
@@ -281,6 +319,10 @@ class FitWrapperLoop(FitLoopStandIn, Loop):
         self._resumed_mid_segment = self._segment_active
         self._initial_callback_states = copy.deepcopy(state_dict.get("initial_callback_states", {}))
         self._saved_rng = state_dict.get("rng")
+        for name, declared in self.run_state.items():
+            key = name.lstrip("_")
+            if declared.saved and key in state_dict:
+                setattr(self, name, declared.load(self, state_dict[key]))
         # Epochs keep counting across segments, but Lightning refuses a checkpoint whose epoch is beyond
         # `trainer.max_epochs` (for a wrapper: rounds, or epochs per fold, read by the subclass in `connect`):
         # let the limits reach the end of the checkpoint's segment.
