@@ -104,11 +104,14 @@ def _args(*argv: str) -> argparse.Namespace:
         (["--initial-labels", "1"], "--initial-labels 1 is invalid; accepted: an integer >= 2"),
         (["--val-split", "1"], "--val-split 1.0 is invalid; accepted: a number in [0, 1)"),
         (["--dropout", "1"], "--dropout 1.0 is invalid"),
-        (["--mc-iterations", "1"], "--mc-iterations 1 is invalid with --heuristic bald"),
+        (["--heuristic", "bald", "--mc-iterations", "1"], "--mc-iterations 1 is invalid with --heuristic bald"),
         (["--backbone", "vgg7"], "--backbone 'vgg7' is unknown; accepted: ["),
         (["--seeds", "0"], "--seeds 0 is invalid; accepted: an integer >= 1"),
         (["--weight-decay", "-1"], "--weight-decay -1.0 is invalid; accepted: a number >= 0"),
-        (["--baseline", "bald"], "--baseline bald is the --heuristic itself; accepted: another strategy, or 'none'"),
+        (
+            ["--heuristic", "bald", "--baseline", "bald"],
+            "--baseline bald is the --heuristic itself; accepted: another strategy, or 'none'",
+        ),
         (
             ["--heuristic", "entropy", "--baseline", "bald", "--mc-iterations", "1"],
             "--mc-iterations 1 is invalid with --baseline bald",
@@ -131,9 +134,12 @@ def test_a_single_pass_heuristic_needs_no_mc_iterations(tmp_path):
 def test_the_baseline_runs_beside_the_heuristic_unless_none(tmp_path):
     (tmp_path / "train" / "ants").mkdir(parents=True)
     data = ("--data-dir", str(tmp_path))
-    assert hymenoptera.check_args(_args(*data)).strategies == ["bald", "random"]
-    assert hymenoptera.check_args(_args("--baseline", "entropy", *data)).strategies == ["bald", "entropy"]
-    assert hymenoptera.check_args(_args("--baseline", "none", *data)).strategies == ["bald"]
+    assert hymenoptera.check_args(_args(*data)).strategies == [hymenoptera.DEFAULT_HEURISTIC, "random"]
+    assert hymenoptera.check_args(_args("--heuristic", "bald", "--baseline", "entropy", *data)).strategies == [
+        "bald",
+        "entropy",
+    ]
+    assert hymenoptera.check_args(_args("--heuristic", "bald", "--baseline", "none", *data)).strategies == ["bald"]
 
 
 def test_unknown_heuristic_is_refused_by_the_parser(capsys):
@@ -171,7 +177,9 @@ def quick_run(tmp_path_factory):
     if not SHARED_HYMENOPTERA.is_dir():
         pytest.skip(f"needs the shared hymenoptera images at {SHARED_HYMENOPTERA}")
     output = tmp_path_factory.mktemp("hymenoptera") / "run"
-    args = _args("--quick", "--data-dir", str(SHARED_HYMENOPTERA), "--output", str(output), "--seed", "3")
+    args = _args(
+        "--quick", "--heuristic", "bald", "--data-dir", str(SHARED_HYMENOPTERA), "--output", str(output), "--seed", "3"
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module-scoped: runs before the function-scoped one_torch_thread fixture
     try:
@@ -256,7 +264,10 @@ def test_the_final_image_model_scores_the_test_images_as_its_feature_run_did(qui
 
 @needs_hymenoptera
 def test_quick_run_is_reproducible_with_its_seed(quick_run, tmp_path):
-    args = _args("--quick", "--data-dir", str(SHARED_HYMENOPTERA), "--output", str(tmp_path / "again"), "--seed", "3")
+    again_dir = str(tmp_path / "again")
+    args = _args(
+        "--quick", "--heuristic", "bald", "--data-dir", str(SHARED_HYMENOPTERA), "--output", again_dir, "--seed", "3"
+    )
     again = hymenoptera.run(args)
     first = quick_run["history"]
     assert [r.indices_added for r in again["history"]] == [r.indices_added for r in first]
