@@ -251,9 +251,12 @@ class Loop(_Loop):
             return self.on_skip()
         self.reset()
         self.on_run_start(*args, **kwargs)
+        # per-batch loops run this for every batch: a hook left as the base's no-op is not called
+        advance_start = None if _default_advance_start(self) else self.on_advance_start
         while not self.done:
             try:
-                self.on_advance_start(*args, **kwargs)
+                if advance_start is not None:
+                    advance_start(*args, **kwargs)
                 self.advance(*args, **kwargs)
                 self.on_advance_end()
             except StopIteration:
@@ -347,6 +350,11 @@ class Loop(_Loop):
             new_children[name] = new
         for name, new in new_children.items():
             setattr(self, name, new)  # connects it (and attaches it when this loop is attached)
+
+
+def _default_advance_start(loop: Loop) -> bool:
+    """Whether ``loop.on_advance_start`` is the base class's no-op."""
+    return type(loop).on_advance_start is Loop.on_advance_start and "on_advance_start" not in loop.__dict__
 
 
 def _wrapped_fit_loop(loop: Any) -> _Loop:
@@ -450,12 +458,17 @@ def _constructor_arguments(cls: type[_Loop], old: _Loop, owner: str, child: str)
             f"{cls.__name__} does not take {dropped}, which the replaced {type(old).__name__} was built with"
         )
     if problems:
-        raise TypeError(
-            f"`{owner}.replace({child}={cls.__name__})` builds {cls.__name__} with the constructor arguments of the"
-            f" loop it replaces, but {' and '.join(problems)}. Pass an instance instead:"
-            f" `replace({child}={cls.__name__}(...))`."
+        raise LoopReplaceError(
+            f"`{owner}.replace({cls.__name__})` (as `replace({child}={cls.__name__})`) builds {cls.__name__} from the"
+            f" `__init__` arguments of the loop it replaces, `{type(old).__name__}`, but {' and '.join(problems)}."
+            f" Pass an instance instead: `replace({child}={cls.__name__}(...))`."
         )
     return kwargs
+
+
+class LoopReplaceError(TypeError, pl.utilities.exceptions.MisconfigurationException):
+    """``replace(name=Class)`` cannot build ``Class`` from the replaced loop: a ``TypeError`` (a wrong argument) that
+    1.x code catching Lightning 1.x's ``MisconfigurationException`` still catches."""
 
 
 def _connect_children(old: _Loop, new: _Loop) -> None:

@@ -18,7 +18,6 @@ interval, logging) is Lightning's ``_TrainingEpochLoop``.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
@@ -108,29 +107,7 @@ class TrainingEpochLoop(_TrainingEpochLoop, Loop):
 
     def run(self, data_fetcher: _DataFetcher) -> Any:
         """Run one epoch over ``data_fetcher`` (the :class:`~alkit.loops.Loop` contract)."""
-        if not _overrides_iteration(type(self)):
-            return self._run_iterations_directly(data_fetcher)
         return Loop.run(self, data_fetcher)
-
-    def _run_iterations_directly(self, data_fetcher: _DataFetcher) -> Any:
-        """``Loop.run`` for a loop whose iteration hooks are this class's: Lightning's ``advance`` and
-        ``on_advance_end`` are called with the fetcher directly, saving two call layers per batch."""
-        if self.skip:
-            return self.on_skip()
-        self.reset()
-        self.on_run_start(data_fetcher)
-        advance, advance_end = _TrainingEpochLoop.advance, _TrainingEpochLoop.on_advance_end
-        while not self.done:
-            try:
-                advance(self, data_fetcher)
-                advance_end(self, data_fetcher)
-            except StopIteration:
-                break
-            finally:
-                self.on_iteration_done()
-        if self._restarting:
-            self._restarting = False
-        return self.on_run_end()
 
     def on_run_start(self, data_fetcher: _DataFetcher) -> None:
         self._data_fetcher = data_fetcher
@@ -242,15 +219,6 @@ class _BatchLoopEntry:
 
     def load_state_dict(self, state_dict: dict, prefix: str = "") -> None:
         self.loop.load_state_dict(state_dict, prefix)
-
-
-@functools.lru_cache(maxsize=32)
-def _overrides_iteration(cls: type) -> bool:
-    """Whether ``cls`` (a TrainingEpochLoop subclass) changes what happens in an iteration of ``Loop.run``."""
-    return any(
-        getattr(cls, name) is not getattr(TrainingEpochLoop, name)
-        for name in ("on_advance_start", "advance", "on_advance_end", "on_iteration_done")
-    )
 
 
 class _NativeBatch:

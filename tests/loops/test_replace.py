@@ -216,3 +216,17 @@ def test_a_one_x_kfold_loop_trains_every_fold(loop_cls, order, one_torch_thread)
         for j in range(i + 1, 3):
             assert not torch.equal(folds[i]["net.0.weight"], folds[j]["net.0.weight"])
     assert loop.stands_in_for is loop.fit_loop and loop.fit_loop is not internal_fit_loop
+
+
+def test_an_unbuildable_replacement_is_the_exception_1x_code_catches():
+    class NeedsFoo(loops.TrainingEpochLoop):
+        def __init__(self, foo):
+            super().__init__()
+
+    trainer = alkit.Trainer(min_steps=3, max_steps=5)
+    with pytest.raises(pl.utilities.exceptions.MisconfigurationException) as caught:
+        trainer.fit_loop.replace(epoch_loop=NeedsFoo)
+    message = str(caught.value)
+    assert isinstance(caught.value, TypeError)
+    assert "`FitLoop.replace(NeedsFoo)`" in message and "`__init__`" in message and "`TrainingEpochLoop`" in message
+    assert "foo" in message
