@@ -98,7 +98,6 @@ def fit_folds_in_parallel(
     ``datamodule`` has its folds computed already (``setup_folds``): they are checked, fingerprinted and shipped to
     every process with it. ``ckpt_path`` (resume) is the interrupted run's folder or a file in it.
     """
-    check_parallel_arguments(model, datamodule, trainer_kwargs)  # again: set up, the datamodule holds more now
     folds = getattr(datamodule, "folds", None)
     fingerprint = folds_fingerprint(folds) if folds else None
 
@@ -131,7 +130,11 @@ def fit_folds_in_parallel(
         }
         # Pickled here, once, as bytes: handed to the pool as objects, tensors would travel through torch's shared
         # memory and every fold process would train the *same* parameters (and the caller's model) at once.
-        payload = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            payload = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            check_parallel_arguments(model, datamodule, trainer_kwargs)  # names the argument (set up, it holds more)
+            raise
         workers = min(parallel, len(pending))
         with _namespace_for_children(), _pool(workers) as pool:
             futures = {fold: pool.submit(_fit_one_fold, payload, fold) for fold in pending}
