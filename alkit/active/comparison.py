@@ -321,12 +321,14 @@ class StrategyComparison:
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(6, 4))
-        for strategy in strategies or self.strategies:
+        shown = list(strategies or self.strategies)
+        alpha = 0.2 if len(shown) <= 3 else 0.07  # many overlapping bands would hide each other
+        for strategy in shown:
             labels, mean, low, high = self.curve(strategy)
             interval = self.interval(strategy)
             (line,) = ax.plot(labels, mean, marker="o", label=f"{strategy} (AULC {interval.mean:.3f})")
             if len(self.seeds) > 1:
-                ax.fill_between(labels, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(labels, low, high, color=line.get_color(), alpha=alpha, linewidth=0)
             if seed_lines:
                 for seed in self.seeds:
                     run = self.run(strategy, seed)
