@@ -4,6 +4,12 @@ The network is ``conv(32, 4x4) - ReLU - conv(32, 4x4) - ReLU - max-pool 2x2 - dr
 dropout 0.5 - dense 10``. Everything up to the pooling is deterministic, so it is the ``backbone`` and all of the
 dropout sits in the ``head``: alkit's pool scorer then runs the convolutions once per pool image and only the head
 ``T`` times (its feature-cache path), which is what makes ``T = 100`` affordable on a CPU.
+
+Initialisation follows the authors' Keras code: Keras' default ``glorot_uniform`` for every convolution kernel and
+dense weight (uniform in ``+- sqrt(6 / (fan_in + fan_out))``, the fans of a kernel counting its receptive field) and
+zero biases, rather than PyTorch's default (Kaiming-uniform with ``a = sqrt(5)``, non-zero biases).
+:meth:`GalCNN.initialize` draws them from a given generator, so a run can start every round from a fresh
+initialisation that depends on (seed, round) only.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from alkit.lightning import pl
 Callback = pl.callbacks.Callback
 TrainerFn = pl.trainer.states.TrainerFn
 
-__all__ = ["ByteDropout", "GalCNN", "ValidationModelSelection"]
+__all__ = ["INITS", "ByteDropout", "GalCNN", "ValidationModelSelection", "glorot_uniform_"]
+
+#: Weight initialisations :meth:`GalCNN.initialize` knows.
+INITS = ("glorot_uniform", "torch_default")
 
 
 class ByteDropout(nn.Dropout):
@@ -45,6 +54,22 @@ class ByteDropout(nn.Dropout):
         return x.mul(keep).mul_(1.0 / (1.0 - self.p))
 
 
+def glorot_uniform_(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Keras ``glorot_uniform`` kernels and zero biases for every ``Conv2d`` / ``Linear`` of ``module``, in place.
+
+    Keras computes the fans of a conv kernel ``(out, in, kh, kw)`` as ``in * kh * kw`` and ``out * kh * kw``, as
+    PyTorch's ``xavier_uniform_`` does, so that function with gain 1 is Keras' ``glorot_uniform``: uniform in
+    ``+- sqrt(6 / (fan_in + fan_out))``. Drawn with ``generator`` (reproducible without touching the global RNG the
+    run's other draws come from).
+    """
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(layer.weight, generator=generator)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+
+
 class GalCNN(pl.LightningModule):
     """The paper's MNIST classifier, trained with Adam and a weight decay that shrinks as labels are added.
 
@@ -55,6 +80,8 @@ class GalCNN(pl.LightningModule):
         weight_decay_scope: ``"dense"`` regularises the dense-128 weights only (the authors' Keras model put its
             ``l2`` regulariser there), ``"all"`` every weight matrix/kernel.
         fast_dropout: use :class:`ByteDropout` (same distribution, cheaper mask draws).
+        init: ``"glorot_uniform"`` (the authors' Keras default, zero biases) or ``"torch_default"`` (PyTorch's
+            ``reset_parameters``); applied at construction and by :meth:`initialize`.
 
     The penalty follows Keras' ``l2(lam)`` (``lam * ||W||^2`` added to the loss), i.e. Adam's ``weight_decay =
     2 * lam`` on those parameters. Logs ``train_loss``, ``val_loss``/``val_acc``, ``test_acc``/``test_loss`` and the
@@ -68,10 +95,13 @@ class GalCNN(pl.LightningModule):
         weight_decay_c: float = 3.5,
         weight_decay_scope: str = "dense",
         fast_dropout: bool = True,
+        init: str = "glorot_uniform",
     ) -> None:
         super().__init__()
         if weight_decay_scope not in ("dense", "all"):
             raise ValueError(f"`weight_decay_scope` must be 'dense' or 'all', got {weight_decay_scope!r}.")
+        if init not in INITS:
+            raise ValueError(f"`init` must be one of {', '.join(INITS)}, got {init!r}.")
         self.save_hyperparameters()
         dropout = ByteDropout if fast_dropout else nn.Dropout
         self.backbone = nn.Sequential(
@@ -83,6 +113,28 @@ class GalCNN(pl.LightningModule):
         self._fit_started = 0.0
         self._epochs = 0
         self._test_started = 0.0
+        self.initialize()
+
+    def initialize(self, generator: torch.Generator | None = None) -> None:
+        """(Re-)initialise every weight in place with the model's ``init`` (``generator``: None = the global RNG).
+
+        In place, so optimizers and the loop's references stay valid; a fresh model of the authors' code per round
+        is this call at the start of the round.
+        """
+        if self.hparams.init == "glorot_uniform":
+            glorot_uniform_(self, generator)
+            return
+        if generator is not None:  # PyTorch's reset_parameters only draws from the global RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+                self._reset_torch_default()
+        else:
+            self._reset_torch_default()
+
+    def _reset_torch_default(self) -> None:
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

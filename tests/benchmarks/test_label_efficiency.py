@@ -95,6 +95,10 @@ def test_quick_run_writes_outputs_resumes_and_never_recomputes(tmp_path):
     assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     protocol = json.loads((out / "protocol.json").read_text())
     assert {d["setting"] for d in protocol["deviations"]} >= {"mc_iterations", "epochs", "pool_size", "max_labels"}
+    assert protocol["protocol"]["mc_iterations"] == 5 and protocol["paper_protocol"]["mc_iterations"] == 100
+    assert protocol["protocol"]["init"] == "glorot_uniform" and protocol["protocol"]["fresh_init_each_round"] is True
+    for text in (table, (out / "protocol.json").read_text()):  # the outputs speak of the protocol only
+        assert "issue" not in text.lower()
 
     # 3) a third invocation recomputes nothing: the finished runs' files are untouched
     run_files = sorted((out / "runs").rglob("*"))
@@ -123,6 +127,7 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
         (["--dataset", "cifar10"], "cifar10"),
         (["--mc-iterations", "1"], "mc-iterations"),
         (["--max-labels", "20"], "max-labels"),
+        (["--init", "he_normal"], "he_normal"),
         (["--data", str(tmp_path / "nowhere")], "nowhere"),
     ):
         with pytest.raises(SystemExit, match=expected):
@@ -163,3 +168,68 @@ def test_a_run_another_process_is_working_on_is_left_alone(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another invocation holds this run
         assert le.run_one(settings, "bald", 0) == "busy"
     assert sorted(p.name for p in directory.iterdir()) == [le.LOCK_FILE]  # nothing written, nothing started
+
+
+def test_glorot_uniform_init_is_keras_default_kernels_and_zero_biases():
+    from _gal_model import GalCNN
+
+    torch = pytest.importorskip("torch")
+    model = GalCNN(init="glorot_uniform")
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    # Keras' fans: (in * kh * kw, out * kh * kw) for a conv kernel (out, in, kh, kw), (in, out) for a dense one
+    expected_fans = [(1 * 16, 32 * 16), (32 * 16, 32 * 16), (3872, 128), (128, 10)]
+    assert [(m.in_channels if hasattr(m, "in_channels") else m.in_features) for m in layers] == [1, 32, 3872, 128]
+    for layer, (fan_in, fan_out) in zip(layers, expected_fans):
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        weight = layer.weight.detach()
+        assert float(weight.abs().max()) <= bound
+        assert float(weight.abs().max()) > 0.9 * bound  # uniform over the whole interval, not a narrower one
+        assert float(weight.std()) == pytest.approx(bound / 3**0.5, rel=0.2)
+        assert torch.count_nonzero(layer.bias) == 0
+    # PyTorch's default, kept as an option, is a different initialisation (non-zero biases)
+    assert torch.count_nonzero(GalCNN(init="torch_default").head[1].bias) > 0
+    with pytest.raises(ValueError, match="init"):
+        GalCNN(init="he_normal")
+
+
+def test_each_round_starts_from_a_fresh_initialisation_drawn_per_seed_and_round():
+    from types import SimpleNamespace
+
+    from _gal_model import GalCNN
+
+    torch = pytest.importorskip("torch")
+
+    def initial_weights(seed: int, round_index: int) -> dict:
+        model = GalCNN()
+        trainer = SimpleNamespace(fit_loop=SimpleNamespace(current_round=round_index))
+        torch.manual_seed(1234 + round_index)  # the global RNG plays no part
+        le.FreshInitEachRound(seed).on_train_start(trainer, model)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    def same(a: dict, b: dict) -> bool:
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    rounds = [initial_weights(0, r) for r in range(3)]
+    assert not same(rounds[0], rounds[1]) and not same(rounds[1], rounds[2])  # a new model every round
+    assert same(rounds[1], initial_weights(0, 1))  # reproducible: a resumed run redraws the same weights
+    assert not same(rounds[1], initial_weights(1, 1))  # and the seeds differ
+    assert not same(initial_weights(0, 1), initial_weights(1, 0))  # no (seed + round) collision
+
+
+def test_a_run_stops_after_both_crossings_only_when_asked():
+    from types import SimpleNamespace
+
+    criterion = le.StopAfterCrossings()
+    criterion.loop = SimpleNamespace(history=[SimpleNamespace(metrics={"test_acc": a}) for a in (0.7, 0.91, 0.93)])
+    assert not criterion.should_stop({"test_acc": 0.949})  # 10% reached, 5% not yet
+    assert criterion.should_stop({"test_acc": 0.95})
+    assert le.both_levels_reached([0.3, 0.04]) and not le.both_levels_reached([0.3, 0.06])
+    assert le.PAPER.stop_after_crossings is False  # the paper's runs go on to 1,000 labels
+    assert [d["setting"] for d in le.deviations(le.Protocol(stop_after_crossings=True))] == ["stop_after_crossings"]
+
+
+def test_the_paper_protocol_is_the_default():
+    assert le.PAPER.mc_iterations == 100 and le.PAPER.test_size == 10_000 and le.PAPER.max_labels == 1000
+    assert le.PAPER.init == "glorot_uniform" and le.PAPER.fresh_init_each_round is True
+    found = {d["setting"]: d for d in le.deviations(le.Protocol(init="torch_default", fresh_init_each_round=False))}
+    assert set(found) == {"init", "fresh_init_each_round"} and all(d["why"] for d in found.values())
