@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 from alkit import _seam
 from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher
-from alkit.loops.loop import Loop
+from alkit.loops.loop import _LoopCore
 
 __all__ = ["DataLoaderEpochLoop"]
 
 
-class DataLoaderEpochLoop(Loop):
+class DataLoaderEpochLoop(_LoopCore):
     """Base of :class:`~alkit.loops.EvaluationEpochLoop` and :class:`~alkit.loops.PredictionEpochLoop`.
 
     Subclasses say which parent they run under (``_parent_class``, ``_parent_name``) and which progress view counts

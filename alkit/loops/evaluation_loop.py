@@ -32,7 +32,7 @@ from typing import Any
 from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher, _DataLoaderSource, _EvaluationLoop, _no_grad_context
 from alkit.lightning import pl
 from alkit.loops.dataloader_epoch_loop import DataLoaderEpochLoop
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.progress import BatchProgress, DataLoaderBatchProgress, DataLoaderProgress
 
 TrainerFn = pl.trainer.states.TrainerFn
@@ -41,7 +41,7 @@ RunningStage = pl.trainer.states.RunningStage
 __all__ = ["EvaluationEpochLoop", "EvaluationLoop"]
 
 
-class EvaluationLoop(_EvaluationLoop, Loop):
+class EvaluationLoop(_EvaluationLoop, _LoopCore):
     """Runs ``validation_step``/``test_step`` over the evaluation dataloaders, ``epoch_loop`` once per dataloader.
 
     The same class serves ``trainer.validate_loop``, ``trainer.test_loop`` and the validation inside fit

@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from alkit._seam import _FitLoop
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.training_epoch_loop import TrainingEpochLoop
 
 __all__ = ["FitLoop"]
 
 
-class FitLoop(_FitLoop, Loop):
+class FitLoop(_FitLoop, _LoopCore):
     """Iterates over epochs; its ``epoch_loop`` (a :class:`TrainingEpochLoop`) runs one epoch per ``advance``.
 
     Args:

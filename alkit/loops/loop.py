@@ -40,23 +40,33 @@ if TYPE_CHECKING:
 
 __all__ = ["FitLoopStandIn", "Loop"]
 
+
+class _NotAttached:
+    """``loop.trainer`` before the loop is attached: a clear error instead of an ``AttributeError``."""
+
+    def __get__(self, loop: Any, owner: type | None = None) -> Any:
+        if loop is None:
+            return self
+        raise RuntimeError(
+            f"The loop is not attached to a Trainer yet (`{type(loop).__name__}`). Attach it first, e.g."
+            " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
+        )
+
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
 _TRAINER_LIMITS = ((_FitLoop, ("min_epochs", "max_epochs")), (_TrainingEpochLoop, ("min_steps", "max_steps")))
 
 
-class Loop(_Loop):
-    """Base class for every alkit loop; subclass it and implement ``done`` and ``advance``.
+class _LoopCore(_Loop):
+    """Everything of :class:`Loop` but the stand-in's attribute forwarding: the base of alkit's own loops.
 
-    A loop is constructed without a trainer; reading ``loop.trainer`` before it is attached is a clear error. It is
-    attached when assigned to a trainer
-    (``trainer.fit_loop = loop``) or to an attached loop (``trainer.fit_loop.epoch_loop = loop``); attaching a loop
-    attaches all of its children, including children assigned later.
-
-    Limits a loop was not built with are the Trainer's: a ``FitLoop`` takes ``Trainer(min_epochs, max_epochs)``
-    and a ``TrainingEpochLoop`` ``Trainer(min_steps, max_steps)`` when attached, unless the constructor was given
-    them (a value other than ``None``) or a subclass's ``__init__`` set them to something other than its default.
-    The ``limit_*_batches`` flags are read from the Trainer while the loops run.
+    Lightning's per-batch code reads and writes attributes of these loops hundreds of times per batch; a class
+    with a ``__getattr__`` cannot have those accesses specialised by the interpreter (each costs several times
+    more), so the forwarding a from-scratch loop needs lives in :class:`Loop` only. ``isinstance(x, Loop)`` holds
+    for every alkit loop.
     """
+
+    #: read only while no trainer is attached (an attached trainer is an instance attribute, found first)
+    trainer = _NotAttached()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Loop:
         loop = super().__new__(cls)
@@ -119,22 +129,6 @@ class Loop(_Loop):
         """Whether this loop has a trainer."""
         return self.__dict__.get("trainer") is not None
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only when normal lookup fails.
-        if name == "trainer":
-            raise RuntimeError(
-                f"The loop is not attached to a Trainer yet (`{type(self).__name__}`). Attach it first, e.g."
-                " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
-            )
-        # A loop written from scratch that takes the FitLoop's place answers the fit-loop reads Lightning makes
-        # (`trainer.fit_loop.epoch_loop`, `.epoch_progress`, ...: the names listed in the seam) with the FitLoop it
-        # stands in for. Any other name is this loop's own: a misspelling is an AttributeError.
-        if "_delegate" in self.__dict__:
-            forwarded = _STAND_IN_PROPERTIES.get(name)
-            if forwarded is not None:
-                return forwarded.fget(self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def stand_in_for(self, loop: _Loop) -> None:
         """Take the place of ``loop`` (a FitLoop) as ``trainer.fit_loop``.
 
@@ -175,7 +169,7 @@ class Loop(_Loop):
             _STAND_IN_PROPERTIES[name].fset(self, value)
             return
         if isinstance(value, _Loop) and name != "_parent_ref":
-            if isinstance(value, Loop):
+            if isinstance(value, _LoopCore):
                 value.__dict__["_parent_ref"] = weakref.ref(self)
             if stands_in and name == "fit_loop" and isinstance(value, _FitLoop):
                 self.__dict__["_delegate"] = (value,)  # a connected (or replaced) fit loop is the one stood in for
@@ -192,7 +186,7 @@ class Loop(_Loop):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         for child in self.children():
-            if isinstance(child, Loop):
+            if isinstance(child, _LoopCore):
                 child.__dict__["_parent_ref"] = weakref.ref(self)
 
     def children(self) -> Iterator[_Loop]:
@@ -352,9 +346,53 @@ class Loop(_Loop):
             setattr(self, name, new)  # connects it (and attaches it when this loop is attached)
 
 
+class _LoopMeta(type):
+    """Makes alkit's own loops (subclasses of ``_LoopCore``) instances and subclasses of :class:`Loop`."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if cls.__dict__.get("_is_public_loop"):
+            return isinstance(instance, _LoopCore)
+        return super().__instancecheck__(instance)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if cls.__dict__.get("_is_public_loop"):
+            return issubclass(subclass, _LoopCore)
+        return super().__subclasscheck__(subclass)
+
+
+class Loop(_LoopCore, metaclass=_LoopMeta):
+    """Base class for every alkit loop; subclass it and implement ``done`` and ``advance``.
+
+    A loop is constructed without a trainer; reading ``loop.trainer`` before it is attached is a clear error. It is
+    attached when assigned to a trainer
+    (``trainer.fit_loop = loop``) or to an attached loop (``trainer.fit_loop.epoch_loop = loop``); attaching a loop
+    attaches all of its children, including children assigned later.
+
+    Limits a loop was not built with are the Trainer's: a ``FitLoop`` takes ``Trainer(min_epochs, max_epochs)``
+    and a ``TrainingEpochLoop`` ``Trainer(min_steps, max_steps)`` when attached, unless the constructor was given
+    them (a value other than ``None``) or a subclass's ``__init__`` set them to something other than its default.
+    The ``limit_*_batches`` flags are read from the Trainer while the loops run.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup fails.
+        # A loop written from scratch that takes the FitLoop's place answers the fit-loop reads Lightning makes
+        # (`trainer.fit_loop.epoch_loop`, `.epoch_progress`, ...: the names listed in the seam) with the FitLoop it
+        # stands in for. Any other name is this loop's own: a misspelling is an AttributeError.
+        if "_delegate" in self.__dict__:
+            forwarded = _STAND_IN_PROPERTIES.get(name)
+            if forwarded is not None:
+                return forwarded.fget(self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+    #: alkit's own loops are `Loop`s for `isinstance`/`issubclass`, without the forwarding `__getattr__`
+    _is_public_loop = True
+
+
 def _default_advance_start(loop: Loop) -> bool:
     """Whether ``loop.on_advance_start`` is the base class's no-op."""
-    return type(loop).on_advance_start is Loop.on_advance_start and "on_advance_start" not in loop.__dict__
+    return type(loop).on_advance_start is _LoopCore.on_advance_start and "on_advance_start" not in loop.__dict__
 
 
 def _wrapped_fit_loop(loop: Any) -> _Loop:

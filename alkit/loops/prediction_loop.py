@@ -22,13 +22,13 @@ from typing import Any
 
 from alkit._seam import _DataFetcher, _DataLoaderIterDataFetcher, _no_grad_context, _PredictionLoop
 from alkit.loops.dataloader_epoch_loop import DataLoaderEpochLoop
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.progress import DataLoaderProgress, DataLoaderStepProgress, Progress
 
 __all__ = ["PredictionEpochLoop", "PredictionLoop"]
 
 
-class PredictionLoop(_PredictionLoop, Loop):
+class PredictionLoop(_PredictionLoop, _LoopCore):
     """Runs ``predict_step`` over the predict dataloaders, ``epoch_loop`` once per dataloader.
 
     Args:

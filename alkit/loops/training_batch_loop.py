@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.optimization.manual import ManualOptimization
 from alkit.loops.optimization.optimizer_loop import OptimizerLoop
 from alkit.loops.utilities import get_active_optimizers, optimizer_frequencies
@@ -29,7 +29,7 @@ from alkit.loops.utilities import get_active_optimizers, optimizer_frequencies
 __all__ = ["TrainingBatchLoop"]
 
 
-class TrainingBatchLoop(Loop):
+class TrainingBatchLoop(_LoopCore):
     """Runs one batch through ``optimizer_loop`` (automatic optimization) or ``manual_loop`` (manual)."""
 
     def __init__(self) -> None:

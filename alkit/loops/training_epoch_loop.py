@@ -31,7 +31,7 @@ from alkit._seam import (
 )
 from alkit.lightning import pl
 from alkit.loops.evaluation_loop import EvaluationLoop
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.optimization.manual import ManualOptimization
 from alkit.loops.optimization.optimizer_loop import OptimizerLoop, _hook, _legacy_parameters
 from alkit.loops.training_batch_loop import TrainingBatchLoop
@@ -43,7 +43,7 @@ RunningStage = pl.trainer.states.RunningStage
 __all__ = ["TrainingEpochLoop"]
 
 
-class TrainingEpochLoop(_TrainingEpochLoop, Loop):
+class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
     """Runs the training batches of one epoch; ``batch_loop`` optimizes each batch, ``val_loop`` validates.
 
     Args:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from alkit._seam import ManualResult, _ManualOptimization
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.optimization._checks import raise_if_generator
 
 __all__ = ["ManualOptimization"]
@@ -27,7 +27,7 @@ class _CheckedManualResult(ManualResult):
         return super().from_training_step_output(training_step_output)
 
 
-class ManualOptimization(_ManualOptimization, Loop):
+class ManualOptimization(_ManualOptimization, _LoopCore):
     """Runs ``training_step`` once for the batch; the step itself calls the optimizers."""
 
     output_result_cls = _CheckedManualResult

@@ -34,7 +34,7 @@ from torch.optim import Optimizer
 from alkit import _seam
 from alkit._seam import ClosureResult, _AutomaticOptimization
 from alkit.lightning import pl
-from alkit.loops.loop import Loop
+from alkit.loops.loop import Loop, _LoopCore
 from alkit.loops.optimization._checks import raise_if_generator
 from alkit.loops.progress import OptimizationProgress
 from alkit.loops.utilities import build_training_step_kwargs
@@ -93,7 +93,7 @@ def _hook(module: pl.LightningModule, name: str) -> Callable:
     return getattr(hook, "__func__", hook)
 
 
-class OptimizerLoop(_AutomaticOptimization, Loop):
+class OptimizerLoop(_AutomaticOptimization, _LoopCore):
     """Steps the active optimizers in turn for the current batch (Lightning 1.x's ``OptimizerLoop``).
 
     ``run(optimizers, kwargs)`` takes the ``(optimizer_idx, optimizer)`` pairs to step and ``training_step``'s
