@@ -273,8 +273,9 @@ class StrategyComparison:
                 f"p={comparison['p_value']:.3f}"
             )
 
+        with_baseline = self.baseline != "random" and len(self.strategies) > 1
         header = ["strategy", f"AULC {self.metric} ({self.confidence:.0%} CI)", "vs random"]
-        if self.baseline != "random":
+        if with_baseline:
             header.append(f"vs {self.baseline}")
         lines = []
         for row in self.rows():
@@ -282,10 +283,12 @@ class StrategyComparison:
             if not math.isnan(row["aulc_low"]):
                 interval += f" [{row['aulc_low']:.3f}, {row['aulc_high']:.3f}]"
             cells = [row["strategy"], interval, difference(row["vs_random"])]
-            if self.baseline != "random":
+            if with_baseline:
                 cells.append(difference(row["vs_baseline"]))
             lines.append(cells)
-        return format_table(header, lines) + f"\n({len(self.seeds)} seeds, paired t-test over seeds)"
+        n = len(self.seeds)
+        note = f"({n} seeds, paired t-test over seeds)" if n > 1 else "(1 seed: no interval, no paired test)"
+        return format_table(header, lines) + "\n" + note
 
     # -- files -------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
