@@ -87,3 +87,18 @@ def test_parallel_refuses_a_trainer_and_unpicklable_arguments_naming_them(tmp_pa
     with pytest.raises(TypeError, match=r"model=Classifier cannot be sent to the fold processes .* picklable"):
         kfold_fit(model, BlobDataWithTest(), k=3, parallel=2, default_root_dir=tmp_path, **QUIET)
     assert not (tmp_path / "kfold").exists()
+
+
+def test_each_fold_process_gets_its_own_gpu_and_its_own_logger_version(tmp_path, monkeypatch):
+    from alkit.kfold import parallel
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(parallel, "_SLOT", 5)  # the pool's sixth process
+    kwargs = parallel._worker_trainer_kwargs({"accelerator": "gpu", "default_root_dir": tmp_path}, fold=3)
+    assert kwargs["devices"] == [1]
+    assert parallel._worker_trainer_kwargs({"accelerator": "gpu", "devices": [2]}, fold=3)["devices"] == [2]
+    assert "devices" not in parallel._worker_trainer_kwargs({"accelerator": "cpu", "logger": False}, fold=3)
+    versions = {
+        parallel._worker_trainer_kwargs({"default_root_dir": tmp_path}, fold=f)["logger"].version for f in (0, 1)
+    }
+    assert len(versions) == 2  # two fold processes never race for one logger version
