@@ -27,14 +27,22 @@ seeds, beside the paper), ``label_efficiency.png`` and ``protocol.json``.
 
 ``--quick``: a seconds-long smoke run for CI (few rounds, small test subset and pool subset, small T).
 
-The full table on a 2-core CPU (about 47 minutes with 2 runs at a time, 1 thread each; deviations recorded)::
+The full table with the paper's protocol (every default; 3 seeds x 4 heuristics, 99 rounds each up to 1,000 labels;
+2 runs at a time, 1 thread each), resumable, writing ``rounds.csv``, ``table.md``/``table.csv``,
+``label_efficiency.png`` and ``protocol.json`` into ``--out``::
 
-    python benchmarks/label_efficiency.py --dataset mnist --heuristics bald,variation_ratios,entropy,random \
-        --seeds 3 --max-labels 500 --mc-iterations 20 --batch-size 32 --patience 4 --min-epochs 15 \
-        --restore-best true --test-size 2000 --jobs 2 --threads 1 --out results/label_efficiency
+    python benchmarks/label_efficiency.py --dataset mnist --heuristics bald,variation_ratios,entropy,random \\
+        --seeds 3 --jobs 2 --threads 1 --out results/label_efficiency
 
-Measured per round with the paper's protocol (1 thread, 20-40 labels; 2,000 pool images, 10,000 test images):
-train (50 epochs + validation) about 2.2 s, test about 3.8 s, scoring 1.5-2.1 s at T = 20 and 5-7 s at T = 100
+``--stop-after-crossings true`` ends each run once its test error has reached both 10 % and 5 % (same crossing
+points, shorter curves; recorded as a deviation); ``--rounds-per-invocation k`` spreads the work over several calls.
+
+Cost per round with this protocol, 1 thread, measured on a shared 2-core machine (load about 6, so about 3.5x an idle
+core): train (50 epochs + validation) 8.6 s at 20 labels and 104-114 s at 1,000 labels (about 6.5 s + 0.10 s per
+label), test (10,000 images) 12-13 s, scoring (2,000 pool images, T = 100, feature cache) 20-21 s. Summed over the
+99 rounds of a run: about 9,100 s there, about 2,600 s on an idle core; the 12 runs with ``--jobs 2`` on an idle
+2-core machine: about 4.3 hours (about 1.6 hours with ``--stop-after-crossings true`` if the crossings fall near the
+paper's). Earlier measurements on an idle core at 20-40 labels: train 2.2 s, test 3.8 s, scoring 5-7 s at T = 100
 (without the feature cache about 12.6 s at T = 20; with ``nn.Dropout`` instead of ``ByteDropout`` about 10 s at
 T = 100).
 """
@@ -169,8 +177,9 @@ IMPLEMENTATION_NOTES = [
     "per seed) are the same for every heuristic of a seed.",
     "'Acquired images' = labelled training images minus the 20 initial ones (the validation images are not counted).",
     "A crossing point is the first round whose test error is <= the level; mean +- sample std (ddof=1) over seeds. "
-    "Every run goes on to max_labels (the cap, listed in the table); a level not reached by then is reported as "
-    "'not reached (> cap)' with the number of seeds that did reach it.",
+    "A run goes on to max_labels (the cap, given in table.md) unless stop_after_crossings ends it once its error "
+    "has reached both levels; a level not reached by the cap is reported as 'not reached (> cap)', with the number "
+    "of seeds that did reach it.",
     "Dropout masks are drawn from random bytes (ByteDropout: exact Bernoulli(p) for p = 0.25, 0.5) to make the "
     "T-sample MC head cheaper on a CPU; MC-dropout scoring uses alkit's feature cache (convolutions once per image).",
 ]
@@ -698,11 +707,16 @@ def build_table(rows: list[dict[str, Any]], heuristics: list[str], protocol: Pro
 
 
 def table_markdown(table: list[dict[str, Any]], protocol: Protocol, rows: list[dict[str, Any]]) -> str:
+    cap = protocol.max_labels - protocol.initial_labels
+    stop = ", or stops once its test error has reached both levels" if protocol.stop_after_crossings else ""
     lines = [
         "# Label efficiency on MNIST: alkit vs Gal, Islam & Ghahramani (2017), Table 1",
         "",
         "Acquired images (beyond the 20 initial labels) needed to reach 10% and 5% test error; ours: mean ± std over"
         " seeds (first round at or below the error level).",
+        "",
+        f"Cap: every run goes on to {protocol.max_labels} labelled images ({cap} acquired){stop}; a level not"
+        " reached by then is reported as not reached.",
         "",
         "| acquisition | ours 10% | paper 10% | ours/paper | ours 5% | paper 5% | ours/paper | seeds (complete) |",
         "|---|---|---|---|---|---|---|---|",
@@ -864,7 +878,9 @@ def main(argv: list[str] | None = None) -> int:
     p = settings.protocol
     print(
         f"label_efficiency: {len(runs)} runs x {p.num_rounds} rounds (T={p.mc_iterations}, epochs={p.epochs}, "
-        f"pool {p.pool_size}, test {p.test_size}), {settings.jobs} job(s) x {settings.threads} thread(s) "
+        f"pool {p.pool_size}, test {p.test_size}, init {p.init}"
+        f"{', fresh per round' if p.fresh_init_each_round else ', same every round'}), "
+        f"{settings.jobs} job(s) x {settings.threads} thread(s) "
         f"-> {settings.out}",
         flush=True,
     )

@@ -92,6 +92,7 @@ def test_quick_run_writes_outputs_resumes_and_never_recomputes(tmp_path):
     table = (out / "table.md").read_text()
     assert "| BALD |" in table and "| 145 |" in table and "| 335 |" in table and "| 835 |" in table
     assert "`mc_iterations`: 5 (paper: 100)" in table and "`test_size`: 500 (paper: 10000)" in table
+    assert "Cap: every run goes on to 40 labelled images (20 acquired)" in table
     assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     protocol = json.loads((out / "protocol.json").read_text())
     assert {d["setting"] for d in protocol["deviations"]} >= {"mc_iterations", "epochs", "pool_size", "max_labels"}
