@@ -234,3 +234,29 @@ def test_the_paper_protocol_is_the_default():
     assert le.PAPER.init == "glorot_uniform" and le.PAPER.fresh_init_each_round is True
     found = {d["setting"]: d for d in le.deviations(le.Protocol(init="torch_default", fresh_init_each_round=False))}
     assert set(found) == {"init", "fresh_init_each_round"} and all(d["why"] for d in found.values())
+
+
+@needs_mnist
+def test_a_run_redraws_the_weights_at_the_start_of_every_round(tmp_path, monkeypatch):
+    import _gal_model
+
+    torch = pytest.importorskip("torch")
+    started: list[tuple[int, torch.Tensor]] = []
+    on_train_start = le.FreshInitEachRound.on_train_start
+
+    def record(self, trainer, pl_module):
+        on_train_start(self, trainer, pl_module)
+        started.append((int(trainer.fit_loop.current_round), pl_module.head[1].weight.detach().clone()))
+
+    monkeypatch.setattr(le.FreshInitEachRound, "on_train_start", record)
+    threads = torch.get_num_threads()
+    try:
+        le.main(["--quick", "--heuristics", "random", "--seeds", "1", "--threads", "1", "--data", str(DATA)]
+                + ["--max-labels", "30", "--out", str(tmp_path)])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # the run sets its own; the rest of the session keeps the usual
+    assert [r for r, _ in started] == [0, 1]  # every round's training starts from a new draw ...
+    assert not torch.equal(started[0][1], started[1][1])
+    fresh = _gal_model.GalCNN()
+    fresh.initialize(le.init_generator(0, 1))
+    assert torch.equal(started[1][1], fresh.head[1].weight.detach())  # ... the one of (seed, round)
