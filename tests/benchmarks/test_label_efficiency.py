@@ -183,7 +183,7 @@ def test_glorot_uniform_init_is_keras_default_kernels_and_zero_biases():
     for layer, (fan_in, fan_out) in zip(layers, expected_fans):
         bound = (6.0 / (fan_in + fan_out)) ** 0.5
         weight = layer.weight.detach()
-        assert float(weight.abs().max()) <= bound
+        assert float(weight.abs().max()) <= bound * (1 + 1e-6)  # the bound itself is rounded to float32
         assert float(weight.abs().max()) > 0.9 * bound  # uniform over the whole interval, not a narrower one
         assert float(weight.std()) == pytest.approx(bound / 3**0.5, rel=0.2)
         assert torch.count_nonzero(layer.bias) == 0
