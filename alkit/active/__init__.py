@@ -7,8 +7,10 @@
 * :class:`CoreSet`, :class:`BADGE`, :class:`TypiClust`, :class:`Hybrid` - diversity-aware strategies on embeddings
   (:func:`compute_embeddings`); :class:`SampledTargetEPIG` - EPIG with targets drawn from the pool.
 * :class:`ActiveLearningHistory`, :func:`plot_label_efficiency` - per-round records and label-efficiency curves.
+* :func:`compare_strategies` - several strategies over seeds from equal starts, with intervals and paired tests.
 """
 
+from alkit.active.comparison import StrategyComparison, compare_strategies
 from alkit.active.datamodule import INITIAL_STRATEGIES, ActiveLearningDataModule
 from alkit.active.diversity import BADGE, CoreSet, DiversityStrategy, Hybrid, Selection, TypiClust
 from alkit.active.embeddings import EmbeddingProtocolError, compute_embeddings
@@ -35,8 +37,10 @@ __all__ = [
     "RoundScores",
     "SampledTargetEPIG",
     "Selection",
+    "StrategyComparison",
     "TypiClust",
     "VariationRatios",
+    "compare_strategies",
     "compute_embeddings",
     "mc_dropout",
     "plot_label_efficiency",
