@@ -35,11 +35,8 @@ import copy
 import gc
 import logging
 import os
-import re
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +53,10 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from alkit.kfold import kfold_fit, make_folds
 from alkit.lightning import NAMESPACE, pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _callgrind import UNDER_CALLGRIND, count_segments  # noqa: E402
 
 K = 5
 BATCH_SIZE = 32
@@ -229,7 +230,6 @@ def compare(runs: dict[str, Callable[[str], list[float]]], rounds: int, baseline
 # ---------------------------------------------------------------------------------------------------------------------
 # --instructions: instructions counted by valgrind (the same on a busy machine as on a quiet one)
 # ---------------------------------------------------------------------------------------------------------------------
-_UNDER_CALLGRIND = "_KFOLD_OVERHEAD_UNDER_CALLGRIND"
 
 
 def _callgrind_segments(runs: dict[str, Callable[[str], list[float]]], warm_up: dict[str, Callable]) -> None:
@@ -247,27 +247,8 @@ def _callgrind_segments(runs: dict[str, Callable[[str], list[float]]], warm_up: 
 
 def count_instructions(arguments: list[str]) -> None:
     """Run this script under ``valgrind --tool=callgrind`` and print each column's instructions and their ratios."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("--instructions needs valgrind (e.g. `apt-get install valgrind`)")
-    with tempfile.TemporaryDirectory(prefix="kfold-overhead-") as folder:
-        out = Path(folder) / "callgrind.out"
-        command = [
-            valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
-            sys.executable, __file__, *arguments,
-        ]  # fmt: skip
-        env = {**os.environ, _UNDER_CALLGRIND: "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-        print("counting instructions under callgrind (10-20 minutes: importing torch is slow there) ...", flush=True)
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"the run under callgrind failed:\n{result.stderr[-3000:]}")
-        header = [line for line in result.stdout.splitlines() if line.startswith(("digits:", "  skipped"))]
-        labels = next(line for line in result.stdout.splitlines() if line.startswith("SEGMENTS")).split()[1:]
-        # a segment's counts are in every second dump: dump 2k holds segment k (dump 2k-1 what ran before it)
-        counts = {}
-        for k, label in enumerate(labels, start=1):
-            text = Path(f"{out}.{2 * k}").read_text()
-            counts[label] = int(re.search(r"^summary:\s+(\d+)", text, re.MULTILINE).group(1))
+    stdout, counts = count_segments(__file__, arguments)
+    header = [line for line in stdout.splitlines() if line.startswith(("digits:", "  skipped"))]
     print("\n".join(header))
     print(f"{'':<22} {'instructions':>16} {'/ naive':>9}")
     for label, count in counts.items():
@@ -301,7 +282,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=None, help="time kfold_fit(parallel=N) against sequential")
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     args = parser.parse_args()
-    if args.instructions and not os.environ.get(_UNDER_CALLGRIND):
+    if args.instructions and not os.environ.get(UNDER_CALLGRIND):
         count_instructions(sys.argv[1:])
         return
     warnings.filterwarnings("ignore")

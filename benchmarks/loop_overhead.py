@@ -27,12 +27,8 @@ import argparse
 import gc
 import logging
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -44,6 +40,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import alkit
 from alkit.lightning import pl
 from alkit.loops import OptimizerLoop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _callgrind import UNDER_CALLGRIND, count_segments  # noqa: E402
 
 
 class TinyModel(pl.LightningModule):
@@ -120,7 +120,6 @@ def time_plain(steps: int, width: int = 0) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------------------------------
 # --instructions: instructions per step counted by valgrind (the same on a busy machine as on a quiet one)
 # ---------------------------------------------------------------------------------------------------------------------
-_UNDER_CALLGRIND = "_LOOP_OVERHEAD_UNDER_CALLGRIND"
 _FIRST_RUN_STEPS = 100  # per configuration: a run of 100 steps and one of 100 + --steps; the difference is per step
 
 
@@ -151,26 +150,8 @@ def count_instructions(steps: int, width: int) -> None:
     instruction is not a nanosecond, so the ratio of times on a quiet machine can differ somewhat, but a change that
     removes work from alkit's step shows here exactly, whatever else the machine is doing.
     """
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("--instructions needs valgrind (e.g. `apt-get install valgrind`)")
-    with tempfile.TemporaryDirectory(prefix="loop-overhead-") as folder:
-        out = Path(folder) / "callgrind.out"
-        command = [
-            valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--steps", str(steps), "--width", str(width), "--instructions",
-        ]  # fmt: skip
-        env = {**os.environ, _UNDER_CALLGRIND: "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-        print("counting instructions under callgrind (10-20 minutes: importing torch is slow there) ...", flush=True)
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"the run under callgrind failed:\n{result.stderr[-3000:]}")
-        labels = next(line for line in result.stdout.splitlines() if line.startswith("SEGMENTS")).split()[1:]
-        # a segment's counts are in every second dump: dump 2k holds segment k (dump 2k-1 what ran before it)
-        counts = {}
-        for k, label in enumerate(labels, start=1):
-            text = Path(f"{out}.{2 * k}").read_text()
-            counts[label] = int(re.search(r"^summary:\s+(\d+)", text, re.MULTILINE).group(1))
+    _, counts = count_segments(__file__, ["--steps", str(steps), "--width", str(width), "--instructions"])
+    labels = list(counts)
     per_step = {}
     for label in labels[::2]:
         name = label.split(":")[0]
@@ -206,7 +187,7 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     if args.instructions:
-        if os.environ.get(_UNDER_CALLGRIND):
+        if os.environ.get(UNDER_CALLGRIND):
             _callgrind_segments(args.steps, args.width)
         else:
             count_instructions(args.steps, args.width)
