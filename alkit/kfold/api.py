@@ -14,7 +14,7 @@ from typing import Any
 
 from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
-from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop, resolve_fold_file
+from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop, resolve_fold_file, run_folder
 from alkit.kfold.parallel import check_parallel, check_parallel_arguments, fit_folds_in_parallel
 from alkit.kfold.result import KFoldResult
 from alkit.kfold.splits import DEFAULT_K, resolve_cv
@@ -106,7 +106,7 @@ def kfold_fit(
 
     if ckpt_path is not None and parallel is None:  # every file the resume needs, read safely before anything trains
         root = trainer.default_root_dir if trainer is not None else trainer_kwargs.get("default_root_dir")
-        _check_resume_files(ckpt_path, export_path or os.path.join(root or os.getcwd(), "kfold"))
+        _check_resume_files(ckpt_path, run_folder(export_path, root or os.getcwd()))
 
     if isinstance(datamodule, BaseKFoldDataModule):
         if cv is not None or splitter is not None or stratify or groups is not None:
@@ -155,7 +155,7 @@ def kfold_fit(
     loop.connect(fit_loop)
     trainer.fit_loop = loop
 
-    result_file = Path(export_path or os.path.join(trainer.default_root_dir, "kfold")) / RESULT_FILENAME
+    result_file = Path(run_folder(export_path, trainer.default_root_dir)) / RESULT_FILENAME
     if ckpt_path is None and trainer.is_global_zero:
         result_file.unlink(missing_ok=True)  # never mistake an earlier run's result for this one's
 

@@ -152,7 +152,7 @@ class KFoldLoop(FitWrapperLoop):
             self._initial_weights = self.snapshot_weights()
         if self._base_seed is None:
             self._base_seed = self.seed if self.seed is not None else global_seed()
-        self._export_dir = self.export_path or os.path.join(trainer.default_root_dir, "kfold")
+        self._export_dir = run_folder(self.export_path, trainer.default_root_dir)
         for record in self._records:  # restored from a checkpoint: fold files are kept relative to the run folder
             record["checkpoint"] = resolve_fold_file(record, self._export_dir)
             record.pop("checkpoint_at_save", None)
@@ -357,6 +357,11 @@ class KFoldLoop(FitWrapperLoop):
             return  # the datamodule computes its folds later; on_advance_start selects the fold
         if self.current_fold < min(self.num_folds, len(datamodule.folds)):
             datamodule.setup_fold_index(self.current_fold)
+
+
+def run_folder(export_path: str | os.PathLike | None, root_dir: str | os.PathLike) -> str:
+    """The folder of a k-fold run's files: ``export_path``, else ``<default_root_dir>/kfold``."""
+    return os.fspath(export_path) if export_path else os.path.join(os.fspath(root_dir), "kfold")
 
 
 def _relative_to(path: str, folder: str | None) -> str:
