@@ -414,7 +414,7 @@ def compare_strategies(
     metric: str = "test_acc",
     baseline: str | None = None,
     confidence: float = 0.95,
-    datamodule_kwargs: Mapping[str, Any] | None = None,
+    datamodule_kwargs: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None = None,
     loop_kwargs: Mapping[str, Any] | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
     finetune: str | None = None,
@@ -441,7 +441,9 @@ def compare_strategies(
         metric: the logged metric the curves show.
         baseline: compared with every strategy besides ``random`` (default: ``random``, else the first).
         datamodule_kwargs, loop_kwargs, trainer_kwargs: further arguments of the datamodule, loop and
-            ``alkit.Trainer``.
+            ``alkit.Trainer``. ``datamodule_kwargs`` may also be ``f(seed) -> kwargs``, for what a seed draws
+            itself (e.g. a class-balanced initial set through ``map_dataset_to_labelled``): called once per seed,
+            so every strategy of the seed gets the same arguments.
         finetune: a ``Trainer.finetune`` strategy (``"freeze"``) for models with a backbone; ``None``: ``fit``.
         run_dir: a folder keeping each finished (strategy, seed) run as ``<strategy>_seed<k>.json``; a run found
             there (made with the same ``settings``) is read instead of run again, so an interrupted comparison
@@ -478,6 +480,7 @@ def compare_strategies(
         seed_data = data(seed) if callable(data) and not isinstance(data, pl.LightningDataModule) else data
         pl.seed_everything(seed, verbose=False)
         initial_model = make_model()
+        seed_kwargs = dict(datamodule_kwargs(seed) if callable(datamodule_kwargs) else (datamodule_kwargs or {}))
         fingerprint = weights_fingerprint(initial_model)
         initial_labels: tuple[int, ...] | None = None
         for strategy, name in zip(strategies, names):
@@ -493,7 +496,7 @@ def compare_strategies(
                 initial_num_labels=initial_num_labels,
                 query_size=query_size,
                 seed=seed,
-                **(datamodule_kwargs or {}),
+                **seed_kwargs,
             )
             labels = tuple(int(i) for i in datamodule.labelled_indices)
             if initial_labels is None:

@@ -215,6 +215,27 @@ def test_run_dir_resumes_finished_runs_and_refuses_other_settings(tmp_path):
         compare_strategies(data, make_model, **{**kwargs, "query_size": 4})
 
 
+def test_per_seed_datamodule_arguments_give_each_seed_its_own_initial_set_and_every_strategy_the_same():
+    asked = []
+
+    def per_seed(seed: int) -> dict[str, Any]:
+        asked.append(seed)
+        chosen = np.random.default_rng(seed).choice(40, size=6, replace=False)
+        return {"map_dataset_to_labelled": lambda dataset: np.isin(np.arange(len(dataset)), chosen)}
+
+    settings = {**SETTINGS, "initial_num_labels": 0}
+    comparison = compare_strategies(
+        TinyData(n=40, with_test=True), TinyClassifier, ["random", "entropy"], [4, 5], datamodule_kwargs=per_seed,
+        **settings,
+    )  # fmt: skip
+    assert asked == [4, 5]  # once per seed, not once per run
+    for seed in (4, 5):
+        expected = tuple(sorted(np.random.default_rng(seed).choice(40, size=6, replace=False).tolist()))
+        assert comparison.run("random", seed).initial_labels == expected
+        assert comparison.run("entropy", seed).initial_labels == expected
+        assert comparison.run("random", seed).num_labelled == (6, 9, 12)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
