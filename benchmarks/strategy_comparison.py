@@ -4,6 +4,7 @@
 
     python benchmarks/strategy_comparison.py --task digits --seeds 5 --out results/strategy_comparison/digits
     python benchmarks/strategy_comparison.py --task hymenoptera --seeds 5 --out results/strategy_comparison/hymenoptera
+    python benchmarks/strategy_comparison.py --dataset mnist --seeds 5 --out results/strategy_comparison/mnist
     python benchmarks/strategy_comparison.py --quick --out /tmp/strategy_comparison     # seconds: a smoke test
 
 Each seed gives every strategy the same initial labels, the same initial weights and the same test set
@@ -16,7 +17,7 @@ across seeds) and the AULC table; written to ``--out``: ``comparison.json``, ``t
 Resumable per (strategy, seed): a finished run is kept in ``runs/`` and read back, not recomputed, when the same
 command runs again (a run made with other settings is refused).
 
-Tasks (small by default, to run on a 2-core CPU):
+Tasks (small by default, to run on a 2-core CPU; ``--dataset`` is another name for ``--task``):
 
 * ``digits``: scikit-learn's 8x8 digits (1,437 training / 360 test images), a one-hidden-layer dropout MLP,
   20 initial labels, 8 rounds of +10, each round scoring a random 300 of the pool (Gal et al.'s protocol; BaaL's
@@ -24,13 +25,27 @@ Tasks (small by default, to run on a 2-core CPU):
 * ``hymenoptera``: the demo's task (``alkit demo hymenoptera``): the frozen MobileNetV2's features of the 245
   training and 153 test images (computed once and cached in ``--out``), a ``Dropout + Linear`` head with the demo's
   training settings, 10 initial labels, 6 rounds of +10, the whole pool scored (``--pool-size 0``).
+* ``mnist``: Gal, Islam & Ghahramani (2017)'s setting, reduced to fit a CPU: the md5-checked MNIST files of
+  ``../shared/data/MNIST/raw`` (``--data``), their CNN (``benchmarks/_gal_model.py``: Adam, L2 ``3.5 / N`` on the
+  dense layer, a fresh Keras-style initialisation per (seed, round), as ``label_efficiency.py``), a 100-image
+  validation set drawn per seed and held out of the pool (not evaluated: nothing selects on it), a fixed
+  class-stratified 1,000-image subset of the test set (``--test-size``; the same images for every seed), 20 initial
+  labels balanced over the classes (2 per class, drawn per seed), 6 rounds of +10 (20 -> 80 labels), 30 epochs a
+  round (one batch of 128 an epoch at these sizes), each round scoring a random 2,000 of the pool with ``T = 20``.
+  Reduced from ``label_efficiency.py``'s protocol (50 epochs, ``T = 100``, the 10,000 test images, up to 1,000
+  labels) to fit 35 runs in about an hour on one busy CPU core.
+  CoreSet, BADGE and TypiClust read the network's penultimate layer (the 128 features the last ``Linear`` sees:
+  :mod:`alkit.active.embeddings`' protocol). Default strategies: random, entropy, BALD, BatchBALD, CoreSet, BADGE
+  and TypiClust.
 
 Strategies: ``random``, ``entropy``, ``margin``, ``bald``, ``batch_bald``, and the diversity strategies
 (``coreset``, ``badge``, ``typiclust``, the ``bald_coreset`` hybrid) when this alkit has them.
 
 ``--cold-start``: instead, does a TypiClust initial set beat a random one? Random acquisition from
 ``initial_strategy="random"`` and from ``"typiclust"`` (same seeds, same initial weights), 20 -> 40 labels by
-default, compared paired over seeds (``cold_start.md``/``.json``).
+default, compared paired over seeds (``cold_start.md``/``.json``). On ``mnist`` both initial sets ignore the
+labels (a cold start cannot balance the classes): 20 random images, or the most typical image of each of 20
+k-means clusters of the raw pixels of the whole training set (no pretrained MNIST encoder is at hand).
 """
 
 from __future__ import annotations
@@ -48,6 +63,12 @@ import torch
 from alkit._io import write_text_atomic
 from alkit.active.comparison import StrategyComparison, compare_strategies
 from alkit.active.heuristics import HEURISTIC_NAMES
+
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from label_efficiency import FreshInitEachRound  # noqa: E402  (this folder's module: Gal et al.'s per-round init)
 
 UNCERTAINTY = ["random", "entropy", "margin", "bald", "batch_bald"]
 DIVERSITY = ["coreset", "badge", "typiclust", "bald_coreset"]
@@ -80,6 +101,27 @@ TASKS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-2,
         "pool_size": 0,
     },
+    "mnist": {
+        "initial_labels": 20,
+        "query_size": 10,
+        "rounds": 7,
+        "label_epochs": 30,
+        "mc_iterations": 20,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "weight_decay_c": 3.5,
+        "pool_size": 2000,
+        "test_size": 1000,
+        "val_size": 100,
+    },
+}
+
+#: Per task, the strategies run when ``--strategies`` is not given (default: :func:`default_strategies`).
+TASK_STRATEGIES = {"mnist": ["random", "entropy", "bald", "batch_bald", "coreset", "badge", "typiclust"]}
+
+#: Per task, what ``--quick`` changes besides :data:`QUICK` (a smaller test set and pool to stay at seconds).
+QUICK_TASK = {
+    "mnist": {"test_size": 200, "pool_size": 60, "batch_size": 32, "strategies": "random,bald,badge,typiclust"}
 }
 
 #: ``--quick``: a smoke test in seconds (2 seeds, 2 rounds, few epochs), not a measurement.
@@ -91,16 +133,29 @@ def default_strategies() -> list[str]:
     return UNCERTAINTY + [name for name in DIVERSITY if name in HEURISTIC_NAMES]
 
 
+def _flag_defaults() -> dict[str, list[str]]:
+    """Every task setting and its default per task (one flag each; a flag a task does not use is refused)."""
+    flags: dict[str, list[str]] = {}
+    for task, settings in TASKS.items():
+        for name, value in settings.items():
+            flags.setdefault(name, []).append(f"{task}: {value}")
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--task", choices=sorted(TASKS), default="digits")
+    parser.add_argument("--task", "--dataset", dest="task", choices=sorted(TASKS), default="digits")
     parser.add_argument("--strategies", default=None, help="comma-separated names (default: every one available)")
     parser.add_argument("--baseline", default=None, help="strategy every other is compared with besides random")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (5 or more for a useful paired test)")
-    for name, value in TASKS["digits"].items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None, help=f"per task ({value})")
+    for name, defaults in _flag_defaults().items():
+        kind = next(type(settings[name]) for settings in TASKS.values() if name in settings)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="; ".join(defaults))
+    parser.add_argument(
+        "--data", type=Path, default=None, help="mnist: folder of the four MNIST .gz files [../shared/data/MNIST/raw]"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/strategy_comparison"))
     parser.add_argument("--quick", action="store_true", help="a smoke test in seconds: " + str(QUICK))
     parser.add_argument(
@@ -116,17 +171,26 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     """The task's settings with the flags given on top (and ``--quick``'s when asked)."""
     settings = dict(TASKS[args.task])
     if args.quick:
-        settings.update({k: v for k, v in QUICK.items() if k in settings})
-    for name in TASKS[args.task]:
+        quick = {**QUICK, **QUICK_TASK.get(args.task, {})}
+        settings.update({k: v for k, v in quick.items() if k in settings})
+    for name in _flag_defaults():
         value = getattr(args, name)
-        if value is not None:
-            settings[name] = value
+        if value is None:
+            continue
+        if name not in settings:
+            used = ", ".join(task for task, values in TASKS.items() if name in values)
+            raise SystemExit(
+                f"--{name.replace('_', '-')} {value} does not apply to --task {args.task}; accepted with: {used}"
+            )
+        settings[name] = value
     return settings
 
 
 def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]]:
     """The strategies, seeds and settings, each checked before anything loads (errors name flag and accepted)."""
-    strategies = args.strategies or (QUICK["strategies"] if args.quick else ",".join(default_strategies()))
+    quick = {**QUICK, **QUICK_TASK.get(args.task, {})}
+    default = ",".join(TASK_STRATEGIES.get(args.task) or default_strategies())
+    strategies = args.strategies or (quick["strategies"] if args.quick else default)
     names = [name.strip() for name in strategies.split(",") if name.strip()]
     unknown = [name for name in names if name not in HEURISTIC_NAMES]
     if not names or unknown:
@@ -137,8 +201,17 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str
     if args.baseline is not None and args.baseline not in names:
         raise SystemExit(f"--baseline {args.baseline!r} is not among --strategies; accepted: {names}")
     settings = settings_of(args)
-    for name in ("initial_labels", "query_size", "label_epochs", "mc_iterations", "batch_size", "steps_per_batch"):
-        if settings[name] < 1:
+    for name in (
+        "initial_labels",
+        "query_size",
+        "label_epochs",
+        "mc_iterations",
+        "batch_size",
+        "steps_per_batch",
+        "test_size",
+        "val_size",
+    ):
+        if name in settings and settings[name] < 1:
             raise SystemExit(f"--{name.replace('_', '-')} {settings[name]} is invalid; accepted: an integer >= 1")
     if settings["pool_size"] < 0:
         raise SystemExit(
@@ -146,6 +219,21 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str
         )
     if settings["rounds"] < 2:
         raise SystemExit(f"--rounds {settings['rounds']} is invalid; accepted: an integer >= 2")
+    if args.task == "mnist":
+        if not args.cold_start and settings["initial_labels"] % 10:
+            raise SystemExit(
+                f"--initial-labels {settings['initial_labels']} is invalid for mnist; accepted: a multiple of 10 "
+                "(the initial set is balanced over the 10 classes)"
+            )
+        for name, low, high in (("test_size", 10, 10_000), ("val_size", 10, 10_000)):
+            if not low <= settings[name] <= high:
+                flag = name.replace("_", "-")
+                raise SystemExit(f"--{flag} {settings[name]} is invalid; accepted: {low}..{high}")
+        if settings["pool_size"] and settings["pool_size"] < settings["query_size"]:
+            raise SystemExit(
+                f"--pool-size {settings['pool_size']} is invalid; accepted: 0 (the whole pool) or >= --query-size "
+                f"({settings['query_size']})"
+            )
     return names, list(range(seeds)), settings
 
 
@@ -207,6 +295,73 @@ def hymenoptera_task(settings: dict[str, Any], out: Path, quick: bool) -> tuple[
     return data, make_model
 
 
+class FreshInitFromDataSeed(FreshInitEachRound):
+    """Every round of a run starts from a fresh initialisation drawn from (seed, round), the seed the datamodule's.
+
+    ``label_efficiency.py``'s callback (Gal et al.'s code built a new model every round), with the seed read from
+    the run's datamodule: :func:`compare_strategies` builds every run's trainer from the same arguments, so one
+    callback serves every seed, and a round's weights are the same for every strategy of the seed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(seed=-1)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.seed = int(trainer.datamodule.seed)
+        super().on_train_start(trainer, pl_module)
+
+
+def mnist_task(
+    settings: dict[str, Any], data_dir: Path | None, cold_start: bool
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Gal et al.'s MNIST setting: per-seed data, the CNN, per-seed datamodule arguments and the trainer's.
+
+    Returns ``(data, make_model, datamodule_kwargs, trainer_kwargs)``: ``data(seed)`` draws the seed's validation
+    set (the test subset is fixed); ``datamodule_kwargs(seed)`` draws the seed's class-balanced initial labels
+    (``initial_labels / 10`` per class) unless ``cold_start``, where the datamodule draws them itself.
+    """
+    import numpy as np
+    from _gal_model import GalCNN
+    from _mnist import MNISTActiveData, balanced_mask, check_mnist_dir, default_mnist_dir
+
+    raw = data_dir if data_dir is not None else default_mnist_dir()
+    try:
+        check_mnist_dir(raw)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"--task mnist: {error}") from None
+    loaded: dict[int, Any] = {}
+
+    def data(seed: int) -> Any:
+        if seed not in loaded:
+            loaded.clear()  # one seed's data in memory at a time
+            loaded[seed] = MNISTActiveData(
+                raw, val_size=settings["val_size"], test_size=settings["test_size"],
+                batch_size=settings["batch_size"], seed=seed,
+            )  # fmt: skip
+        return loaded[seed]
+
+    def make_model() -> Any:
+        return GalCNN(lr=settings["learning_rate"], weight_decay_c=settings["weight_decay_c"])
+
+    common = {"pool_size": settings["pool_size"] or None, "pool_batch_size": 500}
+
+    def datamodule_kwargs(seed: int) -> dict[str, Any]:
+        if cold_start:
+            return dict(common)
+        per_class = settings["initial_labels"] // 10
+        mask = balanced_mask(np.asarray(data(seed).train_dataset.targets), per_class, np.random.default_rng(seed))
+        return {**common, "map_dataset_to_labelled": lambda dataset: mask}
+
+    trainer_kwargs = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "num_sanity_val_steps": 0,
+        "limit_val_batches": 0,  # nothing selects on it (label_efficiency's default keeps the last epoch too)
+        "callbacks": [FreshInitFromDataSeed()],
+    }
+    return data, make_model, datamodule_kwargs, trainer_kwargs
+
+
 # ------------------------------------------------------------------------------------------------------ outputs
 def per_round_table(comparison: StrategyComparison) -> str:
     """Markdown: mean ± standard deviation across seeds of the metric per round, one column per strategy."""
@@ -220,13 +375,25 @@ def per_round_table(comparison: StrategyComparison) -> str:
 
 
 def cold_start(
-    data: Any, make_model: Any, seeds: list[int], settings: dict[str, Any], out: Path, task: str
+    data: Any,
+    make_model: Any,
+    seeds: list[int],
+    settings: dict[str, Any],
+    out: Path,
+    task: str,
+    datamodule_kwargs: Any = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> StrategyComparison:
     """Random acquisition from a random and from a TypiClust initial set, paired over seeds."""
     import dataclasses
 
     runs = []
     for initial in ("random", "typiclust"):
+
+        def seed_kwargs(seed: int, initial: str = initial) -> dict[str, Any]:
+            given = datamodule_kwargs(seed) if callable(datamodule_kwargs) else {}
+            return {"pool_size": settings["pool_size"] or None, **given, "initial_strategy": initial}
+
         comparison = compare_strategies(
             data,
             make_model,
@@ -237,7 +404,8 @@ def cold_start(
             query_size=settings["query_size"],
             label_epochs=settings["label_epochs"],
             mc_iterations=settings["mc_iterations"],
-            datamodule_kwargs={"initial_strategy": initial, "pool_size": settings["pool_size"] or None},
+            datamodule_kwargs=seed_kwargs,
+            trainer_kwargs=trainer_kwargs,
             run_dir=out / f"runs_cold_start_{initial}",
             settings={"task": task, **settings, "initial_strategy": initial},
         )
@@ -262,13 +430,21 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     args.out.mkdir(parents=True, exist_ok=True)
+    datamodule_kwargs: Any = {"pool_size": settings["pool_size"] or None}
+    trainer_kwargs: dict[str, Any] | None = None
+    initial_num_labels = settings["initial_labels"]
     if args.task == "digits":
         data, make_model = digits_task(settings)
+    elif args.task == "mnist":
+        data, make_model, datamodule_kwargs, trainer_kwargs = mnist_task(settings, args.data, args.cold_start)
+        initial_num_labels = 0  # the balanced initial set comes with datamodule_kwargs(seed)
     else:
         data, make_model = hymenoptera_task(settings, args.out, args.quick)
     if args.cold_start:
         print(f"{args.task}: cold start, TypiClust vs random initial set, seeds {seeds}; {settings}", flush=True)
-        comparison = cold_start(data, make_model, seeds, settings, args.out, args.task)
+        comparison = cold_start(
+            data, make_model, seeds, settings, args.out, args.task, datamodule_kwargs, trainer_kwargs
+        )
         rounds_table = per_round_table(comparison)
         summary = comparison.summary_line("typiclust start")
         text = f"# Cold start: {args.task}\n\n{rounds_table}\n\n```\n{comparison.table()}\n```\n\n{summary}\n"
@@ -289,12 +465,13 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
         strategies,
         seeds,
         rounds=settings["rounds"],
-        initial_num_labels=settings["initial_labels"],
+        initial_num_labels=initial_num_labels,
         query_size=settings["query_size"],
         label_epochs=settings["label_epochs"],
         mc_iterations=settings["mc_iterations"],
         baseline=args.baseline,
-        datamodule_kwargs={"pool_size": settings["pool_size"] or None},
+        datamodule_kwargs=datamodule_kwargs,
+        trainer_kwargs=trainer_kwargs,
         run_dir=args.out / "runs",
         settings={"task": args.task, **settings, "quick": args.quick},
         on_run=report,

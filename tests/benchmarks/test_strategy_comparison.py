@@ -96,3 +96,64 @@ def test_cold_start_pairs_a_typiclust_initial_set_with_a_random_one(tmp_path):
         assert random_start.initial_labels != typical_start.initial_labels
         assert len(typical_start.initial_labels) == 8 and random_start.num_labelled == (8, 18, 28)
     assert "typiclust start is " in (out / "cold_start.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------- mnist
+MNIST_CANDIDATES = [root / "shared" / "data" / "MNIST" / "raw" for root in (REPO_ROOT.parent, REPO_ROOT)]
+MNIST = next((path for path in MNIST_CANDIDATES if (path / "t10k-labels-idx1-ubyte.gz").is_file()), None)
+needs_mnist = pytest.mark.skipif(
+    MNIST is None, reason="shared/data/MNIST/raw (the four MNIST .gz files) is not available"
+)
+
+
+@needs_mnist
+def test_quick_mnist_run_starts_every_strategy_of_a_seed_from_the_same_balanced_labels(tmp_path):
+    import numpy as np
+    from _mnist import MNISTActiveData
+
+    out = tmp_path / "mnist"
+    argv = ["--dataset", "mnist", "--quick", "--strategies", "random,badge", "--data", str(MNIST), "--out", str(out)]
+    comparison = sc.main(argv)
+    assert comparison.strategies == ["random", "badge"] and comparison.seeds == [0, 1]
+    for seed in comparison.seeds:
+        random_run, badge_run = comparison.run("random", seed), comparison.run("badge", seed)
+        assert random_run.initial_labels == badge_run.initial_labels
+        assert random_run.initial_weights == badge_run.initial_weights
+        assert random_run.num_labelled == badge_run.num_labelled == (20, 30)
+        # same labels, same weights, same training draws: the first round measures the same model
+        assert random_run.values[0] == badge_run.values[0]
+        targets = np.asarray(MNISTActiveData(MNIST, val_size=100, test_size=200, seed=seed).train_dataset.targets)
+        assert np.bincount(targets[list(random_run.initial_labels)], minlength=10).tolist() == [2] * 10
+    assert comparison.run("random", 0).initial_labels != comparison.run("random", 1).initial_labels
+    assert "| labels | random | badge |" in (out / "table.md").read_text()
+    assert (out / "label_efficiency.png").stat().st_size > 0
+
+
+def test_diversity_strategies_read_the_gal_cnns_128_penultimate_features():
+    import torch
+    from _gal_model import GalCNN
+
+    from alkit.active.embeddings import EmbeddingTap
+
+    model = GalCNN().eval()
+    tap = EmbeddingTap(model)
+    assert tap.linear is model.head[-1] and tap.linear.in_features == 128
+    images = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        embeddings = tap.forward(images, 3)
+        penultimate = model.head[:-1](model.backbone(images))
+    assert embeddings.shape == (3, 128) and torch.equal(embeddings, penultimate)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--test-size", "500"], "--test-size 500 does not apply to --task digits; accepted with: mnist"),
+        (["--dataset", "mnist", "--initial-labels", "25"], "--initial-labels 25 is invalid for mnist; accepted: a"),
+        (["--dataset", "mnist", "--test-size", "5"], "--test-size 5 is invalid; accepted: 10..10000"),
+    ],
+)
+def test_bad_mnist_flags_are_refused_before_anything_loads(argv, message):
+    with pytest.raises(SystemExit) as error:
+        sc.check_args(sc.build_parser().parse_args(argv))
+    assert message in str(error.value)
