@@ -1,7 +1,7 @@
 """``ActiveLearningDataModule``: which training samples are labelled, which are scored, and how they are served.
 
-It wraps a LightningDataModule that has a training set and splits that set, with BaaL's
-``ActiveLearningDataset`` keeping the labelled mask, into
+It wraps a LightningDataModule that has a training set and splits that set, with a
+:class:`~alkit.active.labelled_set.LabelledSet` keeping which samples are labelled, into
 
 * a **validation** set drawn once from the initially labelled samples (``val_split``), never changed afterwards and
   never trained on (Flash redrew it every round over the grown labelled set and trained on former validation
@@ -11,10 +11,11 @@ It wraps a LightningDataModule that has a training set and splits that set, with
   fixed order with the deterministic evaluation transforms (Flash scored it with random training augmentation, so
   a sample's uncertainty depended on the augmentation draw).
 
-Every selection is expressed in *dataset indices* (positions in the wrapped training set). The pool dataloader's
-positions are mapped back through :attr:`current_pool_indices`; BaaL's pool-relative indices never leak out
-(confusing pool positions, subset positions and dataset indices is the classic bug: BaaL's
-``ActiveLearningExperiment`` labelled positions within a random pool subset as if they were pool indices).
+Every labelled sample is named by its *dataset index* (its position in the wrapped training set); the pool
+dataloader's positions map back through :attr:`current_pool_indices`, in one place (confusing pool positions, subset
+positions and dataset indices is the classic bug: BaaL's ``ActiveLearningExperiment`` labelled positions within a
+random pool subset as if they were pool indices). Choosing what to label is not done here: the loop scores the pool,
+selects (:mod:`alkit.active.selection`) and calls :meth:`ActiveLearningDataModule.label`.
 
 The wrapped datamodule needs (the protocol ``alkit.vision.ImageClassificationData`` follows):
 
@@ -40,8 +41,9 @@ from baal.active.heuristics import AbstractHeuristic
 from baal.utils.equality import deep_check
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alkit.active.diversity import DiversityStrategy, Selection, typiclust_select
+from alkit.active.diversity import DiversityStrategy, Selection
 from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
+from alkit.active.labelled_set import LabelledSet
 from alkit.active.oracle import (
     LazyItems,
     Oracle,
@@ -50,7 +52,7 @@ from alkit.active.oracle import (
     check_labels,
     reveal_labels,
 )
-from alkit.active.scoring import select_query
+from alkit.active.selection import select_from_pool, typical_samples
 from alkit.lightning import pl
 
 __all__ = ["ActiveLearningDataModule"]
@@ -61,32 +63,21 @@ _STATE_FORMAT = "alkit.active.datamodule/1"
 INITIAL_STRATEGIES = ("random", "typiclust")
 
 
-class _BaalDataset(ActiveLearningDataset):
-    """BaaL's labelled-mask bookkeeping; its pool is served from the evaluation-transform view of the data.
+class _BaalView(ActiveLearningDataset):
+    """BaaL's ``ActiveLearningDataset`` over the datamodule's own labelled map, for code written for BaaL (e.g. its
+    stopping criteria): the ``labelled_map`` is the :class:`LabelledSet`'s step array itself, not a copy, so both
+    always agree, and the pool is served from the evaluation-transform view without BaaL's deep copy."""
 
-    BaaL builds ``pool`` by deep-copying the whole dataset and overriding attributes; alkit already has a
-    deterministic view of the same samples (``eval_dataset``), so the pool is a ``Subset`` of it, without copies.
-    """
-
-    def __init__(self, dataset: Dataset, eval_dataset: Dataset, labelled: np.ndarray) -> None:
+    def __init__(self, dataset: Dataset, eval_dataset: Dataset, steps: np.ndarray) -> None:
         self._eval_dataset = eval_dataset
-        super().__init__(dataset, labelled=labelled)
+        with warnings.catch_warnings():  # the datamodule already warned about a stochastic pool, in its own words
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(dataset, labelled=steps)
+        self.labelled_map = steps
 
     @property
     def pool(self) -> ActiveLearningPool:
-        indices = np.flatnonzero(~self.labelled).tolist()
-        return ActiveLearningPool(Subset(self._eval_dataset, indices))
-
-    def _warn_if_pool_stochastic(self) -> None:
-        pool = self.pool
-        if len(pool) > 0 and not deep_check(pool[0], pool[0]):
-            warnings.warn(
-                "The pool dataset returns different values for the same sample: its transforms are random. "
-                "Scoring must be deterministic; give the wrapped datamodule a `train_dataset_for_inference()` that "
-                "serves the training set with evaluation transforms.",
-                UserWarning,
-                stacklevel=2,
-            )
+        return ActiveLearningPool(Subset(self._eval_dataset, np.flatnonzero(self.labelled_map == 0).tolist()))
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -317,26 +308,36 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._round = 0
         self._pool_subset: np.ndarray | None = None
         self._pool_subset_key: tuple[int, int] | None = None
-        self._dataset = _BaalDataset(self._train_view, self._eval_view, mask)
+        self._labels = LabelledSet(size, mask)
+        self._baal_view: _BaalView | None = None
         #: labelled samples whose oracle answers are still to be asked for (see `_answer_pending`)
         self._unanswered = np.zeros(0, dtype=np.int64)
+        self._warn_if_pool_stochastic()
         if initial_num_labels:
-            unlabelled = np.flatnonzero(~self._dataset.labelled)
+            unlabelled = self._labels.unlabelled_indices()
             if initial_strategy == "typiclust":
-                chosen = self._typical_samples(unlabelled, initial_num_labels, initial_embedding_model)
+                chosen = typical_samples(
+                    self._eval_view,
+                    np.flatnonzero(self._labels.steps),
+                    unlabelled,
+                    initial_num_labels,
+                    initial_embedding_model,
+                    lambda dataset: self._loader(dataset, shuffle=False, batch_size=self.pool_batch_size or 256),
+                    seed=int(self._rng.integers(0, 2**31 - 1)),
+                )
             else:
                 chosen = self._rng.choice(unlabelled, size=initial_num_labels, replace=False)
+            chosen = np.sort(chosen).astype(np.int64)
             if self.oracle is not None and self._answers.path is None:
                 # A person answers once the file that keeps the answers is known (the loop names it when fit
                 # starts, before any data is read): a resumed run reads them from it instead of asking again.
-                self._mark_labelled(np.sort(chosen), [])
-                self._unanswered = np.sort(chosen).astype(np.int64)
+                self._labels.label(chosen)
+                self._unanswered = chosen
             else:
-                self._mark_labelled(np.sort(chosen))
-        labelled_now = np.flatnonzero(self._dataset.labelled)
-        self._val_indices = np.zeros(0, dtype=np.int64)
+                self._mark_labelled(chosen, self._ask_oracle(chosen) if self.oracle is not None else None)
+        labelled_now = np.flatnonzero(self._labels.steps)
         if num_val:
-            self._val_indices = np.sort(self._rng.choice(labelled_now, size=num_val, replace=False)).astype(np.int64)
+            self._labels.hold_out(self._rng.choice(labelled_now, size=num_val, replace=False))
             if num_val < 2:
                 warnings.warn(
                     f"The validation set has {num_val} sample ({val_split} of {initially} labelled samples): a metric "
@@ -353,32 +354,39 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 stacklevel=2,
             )
 
-    def _typical_samples(self, candidates: np.ndarray, count: int, model: Any) -> np.ndarray:
-        """TypiClust's cold start: the most typical of ``candidates`` in the largest of ``count`` + ``|L|`` clusters
-        that hold no sample already labelled (``map_dataset_to_labelled``)."""
-        labelled = np.flatnonzero(self._dataset.labelled)
-        dataset = Subset(self._eval_view, np.concatenate([labelled, candidates]).tolist())
-        loader = self._loader(dataset, shuffle=False, batch_size=self.pool_batch_size or 256)
-        if model is not None:
-            from alkit.active.embeddings import compute_embeddings
-
-            embeddings = compute_embeddings(model, loader)
-        else:
-            from alkit.active.scoring import _batch_input
-
-            inputs = (np.asarray(_batch_input(batch), dtype=np.float32) for batch in loader)
-            embeddings = np.concatenate([array.reshape(array.shape[0], -1) for array in inputs])
-        seed = int(self._rng.integers(0, 2**31 - 1))
-        chosen = typiclust_select(embeddings[labelled.size :], embeddings[: labelled.size], count, seed).positions
-        return candidates[chosen]
+    def _warn_if_pool_stochastic(self) -> None:
+        """Scoring must be deterministic: warn when the evaluation view gives two values for one sample."""
+        unlabelled = self._labels.unlabelled_indices()
+        if unlabelled.size and not deep_check(self._eval_view[int(unlabelled[0])], self._eval_view[int(unlabelled[0])]):
+            warnings.warn(
+                "The pool dataset returns different values for the same sample: its transforms are random. "
+                "Scoring must be deterministic; give the wrapped datamodule a `train_dataset_for_inference()` that "
+                "serves the training set with evaluation transforms.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------------------------------------------------
     # what is where (dataset indices)
     # ------------------------------------------------------------------------------------------------------------
     @property
+    def labelled_set(self) -> LabelledSet:
+        """Which samples are labelled, when, and which validate (dataset indices); changed only by :meth:`label`."""
+        return self._labels
+
+    @property
     def dataset(self) -> ActiveLearningDataset:
-        """BaaL's ``ActiveLearningDataset`` holding the labelled mask (validation samples count as labelled)."""
-        return self._dataset
+        """The labelled set as a BaaL ``ActiveLearningDataset`` (validation samples count as labelled), for code
+        written for BaaL such as its stopping criteria; its ``labelled_map`` is :attr:`labelled_set`'s own array."""
+        if self._baal_view is None:
+            self._baal_view = _BaalView(self._train_view, self._eval_view, self._labels.steps)
+        return self._baal_view
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of every random choice on this data (initial labels, validation, pool subsets, stochastic
+        selection); its state is part of :meth:`state_dict`, so a resumed run draws what the original drew."""
+        return self._rng
 
     @property
     def round(self) -> int:
@@ -388,26 +396,26 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     @property
     def labelled_indices(self) -> np.ndarray:
         """Dataset indices of every labelled sample, training and validation."""
-        return np.flatnonzero(self._dataset.labelled).astype(np.int64)
+        return np.flatnonzero(self._labels.steps).astype(np.int64)
 
     @property
     def val_indices(self) -> np.ndarray:
         """Dataset indices of the validation samples (fixed after construction)."""
-        return self._val_indices.copy()
+        return self._labels.val_indices()
 
     @property
     def train_indices(self) -> np.ndarray:
         """Dataset indices the model trains on: labelled and not in validation."""
-        return np.setdiff1d(self.labelled_indices, self._val_indices, assume_unique=True)
+        return self._labels.train_indices()
 
     @property
     def pool_indices(self) -> np.ndarray:
         """Dataset indices of every unlabelled sample."""
-        return np.flatnonzero(~self._dataset.labelled).astype(np.int64)
+        return self._labels.unlabelled_indices()
 
     @property
     def num_labelled(self) -> int:
-        return int(self._dataset.labelled.sum())
+        return int(np.count_nonzero(self._labels.steps))
 
     @property
     def has_labelled_data(self) -> bool:
@@ -415,11 +423,11 @@ class ActiveLearningDataModule(pl.LightningDataModule):
 
     @property
     def has_unlabelled_data(self) -> bool:
-        return bool((~self._dataset.labelled).any())
+        return bool((self._labels.steps == 0).any())
 
     @property
     def has_validation(self) -> bool:
-        return self._has_own_val or self._val_indices.size > 0
+        return self._has_own_val or self._labels.val_indices().size > 0
 
     @property
     def has_test(self) -> bool:
@@ -436,14 +444,13 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._answer_pending()
         if self._has_own_val:
             return self.labelled.val_dataset
-        if self._val_indices.size:
-            return Subset(self._eval_view, self._val_indices.tolist())
-        return None
+        val_indices = self._labels.val_indices()
+        return Subset(self._eval_view, val_indices.tolist()) if val_indices.size else None
 
     @property
     def pool(self) -> ActiveLearningPool:
         """The whole unlabelled pool (BaaL's ``ActiveLearningPool``) with evaluation transforms, in index order."""
-        return self._dataset.pool
+        return ActiveLearningPool(Subset(self._eval_view, self.pool_indices.tolist()))
 
     @property
     def current_pool_indices(self) -> np.ndarray:
@@ -534,20 +541,14 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         labelled_embeddings: np.ndarray | None = None,
         probabilities: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Label the ``query_size`` most informative samples of this round's pool; return their dataset indices.
+        """Select once with :meth:`select`, then :meth:`label` the picks; return their dataset indices.
 
         ``scores[k]`` is the heuristic's score of the ``k``-th sample of :meth:`pool_dataloader` (as returned by
-        :func:`alkit.active.scoring.score_pool`); ranking follows the heuristic (see
-        :func:`alkit.active.scoring.select_query`). ``query_size`` overrides :attr:`query_size` for this call
-        (e.g. to stay within a labelling budget); 0 labels nothing. A diversity strategy also needs the pool's
-        ``embeddings``, the ``labelled_embeddings`` (of :meth:`labelled_inference_dataloader`) and, for BADGE, the
-        mean ``probabilities`` (see :meth:`select`).
+        :func:`alkit.active.scoring.score_pool`). ``query_size`` overrides :attr:`query_size` for this call (e.g. to
+        stay within a labelling budget); 0 labels nothing.
         """
         selection = self.select(scores, query_size, embeddings, labelled_embeddings, probabilities)
-        indices = self.current_pool_indices[selection.positions]
-        if indices.size:
-            self.label(indices)
-        return indices
+        return self.label(self.current_pool_indices[selection.positions])
 
     def select(
         self,
@@ -557,38 +558,23 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         labelled_embeddings: np.ndarray | None = None,
         probabilities: np.ndarray | None = None,
     ) -> Selection:
-        """Which pool positions the heuristic would label, in its order, with its score of every pool sample.
+        """Which positions of this round's pool :attr:`heuristic` picks, in its order, with its score of each.
 
-        Nothing is labelled (see :meth:`query`). For an uncertainty heuristic the scores are ``scores``; a
-        diversity strategy returns its own (e.g. CoreSet's distance to the labelled set).
+        Nothing is labelled. See :func:`alkit.active.selection.select_from_pool`: a diversity strategy also needs
+        the pool's ``embeddings``, the ``labelled_embeddings`` (of :meth:`labelled_inference_dataloader`) and, for
+        BADGE, the mean ``probabilities``; it returns its own scores (e.g. CoreSet's distance to the labelled set).
         """
-        size = self.query_size if query_size is None else query_size
-        _check_int("query_size", size, 0)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if size == 0:
-            return Selection(np.zeros(0, dtype=np.int64), scores)
-        pool = self.current_pool_indices
-        if scores.shape[0] != pool.shape[0]:
-            raise ValueError(
-                f"Got {scores.shape[0]} scores for a pool of {pool.shape[0]} samples this round; score exactly the "
-                "samples of `pool_dataloader()` (in its order) and pass all their scores."
-            )
-        if not isinstance(self.heuristic, DiversityStrategy):
-            return Selection(select_query(scores, size, self.heuristic, rng=self._rng), scores)
-        name = type(self.heuristic).__name__
-        if embeddings is None or np.shape(embeddings)[0] != pool.shape[0]:
-            raise ValueError(
-                f"{name} selects from embeddings: pass `embeddings` with one row per pool sample ({pool.shape[0]}), "
-                "e.g. `score_pool(model, datamodule.pool_dataloader(), datamodule.heuristic).embeddings`."
-            )
-        if labelled_embeddings is None:
-            if self.heuristic.needs_labelled_embeddings and self.num_labelled:
-                raise ValueError(
-                    f"{name} needs `labelled_embeddings` of the {self.num_labelled} labelled samples, e.g. "
-                    "`compute_embeddings(model, datamodule.labelled_inference_dataloader())`."
-                )
-            labelled_embeddings = np.zeros((0, np.shape(embeddings)[1]))
-        return self.heuristic.select(min(size, pool.shape[0]), embeddings, labelled_embeddings, scores, probabilities)
+        return select_from_pool(
+            self.heuristic,
+            scores,
+            len(self.current_pool_indices),
+            self.query_size if query_size is None else query_size,
+            embeddings,
+            labelled_embeddings,
+            probabilities,
+            rng=self._rng,
+            num_labelled=self.num_labelled,
+        )
 
     def label(self, indices: Sequence[int] | np.ndarray | int, labels: Sequence[Any] | None = None) -> np.ndarray:
         """Label samples given by *dataset* index; ``labels`` (a person's answer) or else the oracle provides them.
@@ -596,7 +582,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         Every check runs before anything changes: indices must be distinct, in range and unlabelled; labels must be
         one per index and each a known class (index or name). Returns the labelled dataset indices.
         """
-        indices = self._check_new_indices(indices)
+        indices = self._labels.check_new(indices)
         if indices.size == 0:
             return indices
         self._answer_pending()
@@ -656,35 +642,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             known.update({int(i): label for i, label in zip(missing, checked)})
         return [known[int(i)] for i in indices]
 
-    def _check_new_indices(self, indices: Any) -> np.ndarray:
-        array = np.asarray(indices).reshape(-1)
-        size = len(self._dataset.labelled)
-        if array.size and not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"`indices` must be integer dataset indices, got {indices!r}.")
-        array = array.astype(np.int64)
-        out_of_range = array[(array < 0) | (array >= size)]
-        if out_of_range.size:
-            raise ValueError(f"`indices` {out_of_range.tolist()} are out of range for a training set of {size}.")
-        if np.unique(array).size != array.size:
-            raise ValueError(f"`indices` contains duplicates: {array.tolist()}.")
-        already = array[self._dataset.labelled[array]]
-        if already.size:
-            raise ValueError(
-                f"Dataset indices {already.tolist()} are already labelled; only pool samples can be labelled."
-            )
-        return array
-
-    def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None = None) -> None:
-        """Mark ``indices`` (dataset indices) labelled at the next step of BaaL's mask, and record user labels.
-
-        The step numbers are BaaL's (``ActiveLearningDataset.label`` writes ``current_al_step + 1``), set here in
-        dataset indices directly rather than through BaaL's pool-relative indices and back.
-        """
-        if labels is None and self.oracle is not None:
-            labels = self._ask_oracle(indices)
-        elif labels is not None and not labels:
-            labels = None  # answers deferred (see `_answer_pending`)
-        self._dataset.labelled_map[indices] = self._dataset.current_al_step + 1
+    def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None) -> None:
+        """Label ``indices`` in the labelled set and keep the user labels (None: the data's own labels)."""
+        self._labels.label(indices)
         if labels is not None:
             self._label_overrides.update({int(i): int(label) for i, label in zip(indices, labels)})
 
@@ -692,18 +652,17 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     # checkpointing (Lightning saves a datamodule's state_dict in every checkpoint)
     # ------------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Labelled mask (with BaaL's step numbers), validation membership, user labels, RNG states, round.
+        """The labelled set's state (step of each sample, validation), user labels, RNG states, round.
 
-        Only plain Python types, so the checkpoint loads with ``torch.load(weights_only=True)``.
+        Only plain Python types, so the checkpoint loads with ``torch.load(weights_only=True)``. The keys are those
+        of every alkit release since the format was introduced, so older checkpoints load unchanged.
         """
         self._answer_pending()
         heuristic_rng = getattr(self.heuristic, "rng", None)
         subset = self._pool_subset if self.pool_size is not None else None
         return {
             "format": _STATE_FORMAT,
-            "dataset_size": int(len(self._dataset.labelled_map)),
-            "labelled_map": [int(v) for v in self._dataset.labelled_map],
-            "val_indices": [int(i) for i in self._val_indices],
+            **self._labels.state_dict(),  # dataset_size, labelled_map, val_indices
             "label_overrides": {int(k): int(v) for k, v in self._label_overrides.items()},
             "round": int(self._round),
             "rng_state": _plain(self._rng.bit_generator.state),
@@ -722,26 +681,13 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 f"Not an ActiveLearningDataModule state (expected format {_STATE_FORMAT!r}, got "
                 f"{state_dict.get('format') if isinstance(state_dict, dict) else type(state_dict).__name__!r})."
             )
-        size = len(self._dataset.labelled_map)
-        labelled_map = np.asarray(state_dict["labelled_map"], dtype=int)
-        if state_dict["dataset_size"] != size or labelled_map.shape != (size,):
-            raise ValueError(
-                f"The checkpoint's active-learning state is for a training set of {state_dict['dataset_size']} "
-                f"samples, "
-                f"but this datamodule's training set has {size}: it belongs to another dataset. The labelled set is "
-                "unchanged."
-            )
-        val_indices = np.asarray(state_dict["val_indices"], dtype=np.int64)
-        if val_indices.size and (
-            val_indices.min() < 0 or val_indices.max() >= size or not labelled_map[val_indices].all()
-        ):
-            raise ValueError("The checkpoint's validation indices are not labelled samples of this dataset.")
+        LabelledSet(self._labels.size).load_state_dict(state_dict)  # every check first: nothing changes on error
         overrides = {int(k): int(v) for k, v in state_dict["label_overrides"].items()}
+        size = self._labels.size
         if any(not 0 <= k < size or not 0 <= v < self.num_classes for k, v in overrides.items()):
             raise ValueError("The checkpoint's user labels do not fit this dataset (index or class out of range).")
 
-        self._dataset.labelled_map = labelled_map
-        self._val_indices = val_indices
+        self._labels.load_state_dict(state_dict)
         self._label_overrides.clear()
         self._label_overrides.update(overrides)
         self._round = int(state_dict["round"])
@@ -771,8 +717,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(labelled={self.num_labelled} (val {self._val_indices.size}), "
-            f"pool={int((~self._dataset.labelled).sum())}, query_size={self.query_size}, "
+            f"{type(self).__name__}(labelled={self.num_labelled} (val {self.val_indices.size}), "
+            f"pool={self.pool_indices.size}, query_size={self.query_size}, "
             f"heuristic={type(self.heuristic).__name__})"
         )
 

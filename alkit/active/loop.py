@@ -13,8 +13,8 @@
             break                                        #   the model keeps the weights of the final labelled set
         scores = score_pool(model, pool, heuristic, inference_iteration)   # MC dropout, whole pool, in order
         if stopping_criterion.should_stop(metrics, scores): break
-        selection = datamodule.select(scores, ...)       # diversity strategies: + embeddings, same pass
-        datamodule.label(pool[selection])                # label the most informative samples
+        selection = select_from_pool(heuristic, scores, ...)   # once; diversity strategies: + embeddings, same pass
+        datamodule.label(pool_indices[selection])        # label the picks, named by dataset index
         save pool indices, scores, selection order       # <export>/active_learning_history_scores/round_<r>.npz
         history.append(round record); save history and a resume checkpoint
 
@@ -54,6 +54,7 @@ from alkit.active.heuristics import requires_mc_samples
 from alkit.active.history import ActiveLearningHistory, RoundRecord, RoundScores, save_round_scores
 from alkit.active.oracle import ANSWERS_NAME
 from alkit.active.scoring import PoolScores, dropout_modules, score_pool
+from alkit.active.selection import select_from_pool
 from alkit.lightning import pl
 from alkit.loops.fit_wrapper import FitWrapperLoop, RunState
 
@@ -248,14 +249,19 @@ class ActiveLearningLoop(FitWrapperLoop):
                 count = datamodule.query_size
                 if self.budget is not None:
                     count = min(count, self.budget - self._labels_added)
-                labelled_embeddings = self._labelled_embeddings(datamodule)
-                selection = datamodule.select(
-                    pool.scores, count, pool.embeddings, labelled_embeddings, pool.mean_probabilities
+                selection = select_from_pool(
+                    datamodule.heuristic,
+                    pool.scores,
+                    len(pool_indices),
+                    count,
+                    pool.embeddings,
+                    self._labelled_embeddings(datamodule),
+                    pool.mean_probabilities,
+                    rng=datamodule.rng,
+                    num_labelled=datamodule.num_labelled,
                 )
                 selection_scores = selection.scores
-                added = pool_indices[selection.positions]
-                if added.size:
-                    datamodule.label(added)
+                added = datamodule.label(pool_indices[selection.positions])
                 self._labels_added += len(added)
             scores_file = self._save_round_scores(round_index, pool_indices, selection_scores, added, pool)
         else:
