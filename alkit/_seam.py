@@ -207,16 +207,30 @@ def iteration_done(loop: Any) -> None:
         loop.reset_restart_stage()
 
 
-def set_restarting(loop: Any, value: bool) -> None:
-    """``loop.restarting = value`` for ``loop`` and the loops below it (Lightning's setter), without attribute hooks.
+def restarting_property(doc: str) -> property:
+    """The ``restarting`` property of alkit's loops: Lightning's flag, set for a loop and the loops below it.
 
-    Lightning's epoch loop writes ``val_loop.restarting = False`` after every batch.
+    Lightning's epoch loop writes ``val_loop.restarting = False`` before every batch: the setter walks the loops
+    below without a call per loop (a child whose class defines ``restarting`` otherwise is set through it).
     """
-    state = loop.__dict__
-    state["_restarting"] = value
-    for child in list(state.values()):
-        if isinstance(child, _Loop):
-            child.restarting = value
+
+    def get(loop: Any) -> bool:
+        return loop._restarting
+
+    def set_(loop: Any, value: bool) -> None:
+        pending = [loop]
+        while pending:
+            state = pending.pop().__dict__
+            state["_restarting"] = value
+            for child in state.values():
+                if isinstance(child, _Loop):
+                    if type(child).restarting is restarting:
+                        pending.append(child)
+                    else:
+                        child.restarting = value
+
+    restarting = property(get, set_, doc=doc)
+    return restarting
 
 
 def mark_loaded(loop: Any) -> None:

@@ -15,6 +15,7 @@ parity tests check it). What it adds:
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 from collections.abc import Iterator
@@ -74,6 +75,14 @@ class Trainer(pl.Trainer):
         if name in _LOOP_ATTRIBUTES:
             value = self._attach_loop(name, value)
         super().__setattr__(name, value)
+        if name == "fit_loop":
+            # Lightning dispatches on the active loop's type (`_FitLoop`, ...) several times per batch. A loop
+            # standing in for the FitLoop needs an `_active_loop` that answers with the FitLoop it wraps; a trainer
+            # with a FitLoop keeps Lightning's own (no extra call per read): the class follows what is assigned.
+            base = type(self).__dict__.get("_alkit_base_class", type(self))
+            wanted = base if isinstance(value, _FitLoop) else _stand_in_trainer_class(base)
+            if type(self) is not wanted:
+                object.__setattr__(self, "__class__", wanted)
 
     def _attach_loop(self, name: str, loop: Any) -> Any:
         """Check that ``loop`` is a loop, give it (and its children) this trainer, and configure its role."""
@@ -101,15 +110,6 @@ class Trainer(pl.Trainer):
         loop = self.__dict__.get("fit_loop")
         while loop is not None and not isinstance(loop, _FitLoop):
             loop = loop.stands_in_for if isinstance(loop, Loop) else None
-        return loop
-
-    @property
-    def _active_loop(self) -> Any:
-        # Lightning's logger connector and tuner dispatch on the active loop's type (`_FitLoop`, ...): a loop standing
-        # in for the FitLoop answers with the FitLoop doing the training. Read several times per batch: kept lean.
-        loop = _lightning_active_loop(self)
-        while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
-            loop = loop.__dict__["_delegate"][0]
         return loop
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -274,6 +274,47 @@ class Trainer(pl.Trainer):
         callback._alkit_finetuning = True  # type: ignore[attr-defined]
         self.callbacks.append(callback)
         self.fit(model, train_dataloaders, val_dataloaders, datamodule=datamodule, ckpt_path=ckpt_path)
+
+
+def _stand_in_active_loop(trainer: Trainer) -> Any:
+    """``trainer._active_loop`` when ``fit_loop`` stands in for a FitLoop: the FitLoop doing the training.
+
+    Lightning's logger connector and tuner dispatch on the active loop's type (``_FitLoop``, ...).
+    """
+    loop = _lightning_active_loop(trainer)
+    while loop is not None and "_delegate" in loop.__dict__ and not isinstance(loop, _FitLoop):
+        loop = loop.__dict__["_delegate"][0]
+    return loop
+
+
+@functools.cache
+def _stand_in_trainer_class(base: type) -> type:
+    """``base`` (``alkit.Trainer`` or a subclass) with the ``_active_loop`` of a trainer whose fit loop stands in.
+
+    Same name, module and behaviour otherwise; instances pickle and copy as this class again (``ddp_spawn``).
+    """
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "_alkit_base_class": base,
+            "_active_loop": property(_stand_in_active_loop),
+            "__reduce_ex__": _reduce_stand_in_trainer,
+        },
+    )
+
+
+def _reduce_stand_in_trainer(trainer: Trainer, protocol: int) -> tuple:
+    # the class is built at run time, so it is pickled as its base (by name) and rebuilt on loading
+    return _new_stand_in_trainer, (type(trainer)._alkit_base_class,), trainer.__getstate__()
+
+
+def _new_stand_in_trainer(base: type) -> Trainer:
+    cls = _stand_in_trainer_class(base)
+    return cls.__new__(cls)
 
 
 @contextlib.contextmanager

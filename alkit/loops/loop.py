@@ -52,6 +52,7 @@ class _NotAttached:
             " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
         )
 
+
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
 _TRAINER_LIMITS = ((_FitLoop, ("min_epochs", "max_epochs")), (_TrainingEpochLoop, ("min_steps", "max_steps")))
 
@@ -162,6 +163,9 @@ class _LoopCore(_Loop):
         if not isinstance(value, _Loop) and "_delegate" not in self.__dict__:
             object.__setattr__(self, name, value)
             return
+        if name in self._loop_aliases and isinstance(value, _Loop):
+            self._set_aliased_loop(name, value)
+            return
         stands_in = "_delegate" in self.__dict__
         if stands_in and name in _STAND_IN_PROPERTIES and name not in self.__dict__ and not hasattr(type(self), name):
             # Lightning writes fit-loop internals too (`trainer.fit_loop._combined_loader = None`): a loop written
@@ -176,6 +180,13 @@ class _LoopCore(_Loop):
             if self.__dict__.get("trainer") is not None:
                 value.trainer = self.__dict__["trainer"]
         object.__setattr__(self, name, value)
+
+    #: names under which an assigned loop is connected elsewhere (see ``_set_aliased_loop``)
+    _loop_aliases: dict[str, str] = {}
+
+    def _set_aliased_loop(self, name: str, loop: _Loop) -> None:
+        """Connect ``loop``, assigned as ``self.<name>`` with ``name`` in ``_loop_aliases``, where it belongs."""
+        raise NotImplementedError(f"`{type(self).__name__}` lists {name!r} in `_loop_aliases` but connects nothing.")
 
     def __getstate__(self) -> dict[str, Any]:
         # weak references cannot be pickled (ddp_spawn pickles the trainer and its loops); parents re-link below
@@ -264,14 +275,10 @@ class _LoopCore(_Loop):
     #: Clear the reload flags after an iteration (``restarting`` is true only until the first one ends).
     on_iteration_done = _seam.iteration_done
 
-    @property
-    def restarting(self) -> bool:
-        """Whether the loop's state was reloaded and its first iteration since has not finished."""
-        return self._restarting
-
-    @restarting.setter
-    def restarting(self, value: bool) -> None:
-        _seam.set_restarting(self, value)
+    restarting = _seam.restarting_property(
+        "Whether the loop's state was reloaded and its first iteration since has not finished; setting it sets the"
+        " loops below too."
+    )
 
     @property
     def loaded_from_checkpoint(self) -> bool:
@@ -384,7 +391,6 @@ class Loop(_LoopCore, metaclass=_LoopMeta):
             if forwarded is not None:
                 return forwarded.fget(self)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
 
     #: alkit's own loops are `Loop`s for `isinstance`/`issubclass`, without the forwarding `__getattr__`
     _is_public_loop = True

@@ -61,33 +61,31 @@ class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
         self.val_loop = EvaluationLoop(verbose=False, inference_mode=False)
         self.val_loop._set_role(TrainerFn.FITTING, RunningStage.VALIDATING)
         self._data_fetcher: _DataFetcher | None = None
-        self.__dict__["_automatic_entry"] = _BatchLoopEntry(self, "optimizer_loop")
-        self.__dict__["_manual_entry"] = _BatchLoopEntry(self, "manual_loop")
+        # Lightning's epoch loop, Trainer and tuner address the optimization by these two names: both lead to
+        # `batch_loop`, so that Lightning's own `advance` runs alkit's connectable TrainingBatchLoop. Plain instance
+        # attributes (not properties): Lightning reads them for every batch.
+        self.__dict__["automatic_optimization"] = _BatchLoopEntry(self, "optimizer_loop")
+        self.__dict__["manual_optimization"] = _BatchLoopEntry(self, "manual_loop")
 
-    # Lightning's epoch loop, Trainer and tuner address the optimization by these two names: both lead to
-    # `batch_loop`, so that Lightning's own `advance` runs alkit's connectable TrainingBatchLoop.
-    @property
-    def automatic_optimization(self) -> _BatchLoopEntry:
-        """Lightning 2's name for the automatic-optimization loop: it runs ``batch_loop``."""
-        return self.__dict__["_automatic_entry"]
+    #: a loop assigned to Lightning 2's name of an optimization loop is connected to ``batch_loop`` under its 1.x name
+    _loop_aliases = {"automatic_optimization": "optimizer_loop", "manual_optimization": "manual_loop"}
 
-    @automatic_optimization.setter
-    def automatic_optimization(self, loop: Any) -> None:
-        self._set_optimization_loop("optimizer_loop", loop)
-
-    @property
-    def manual_optimization(self) -> _BatchLoopEntry:
-        """Lightning 2's name for the manual-optimization loop; runs ``batch_loop``."""
-        return self.__dict__["_manual_entry"]
-
-    @manual_optimization.setter
-    def manual_optimization(self, loop: Any) -> None:
-        self._set_optimization_loop("manual_loop", loop)
-
-    def _set_optimization_loop(self, name: str, loop: Any) -> None:
+    def _set_aliased_loop(self, name: str, loop: Any) -> None:
         if self.__dict__.get("_building"):
             return  # Lightning's __init__ builds its own; alkit's TrainingBatchLoop holds the real ones
-        setattr(self.batch_loop, name, loop)
+        setattr(self.batch_loop, self._loop_aliases[name], loop)
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken, from the connected optimizer loop's progress (Lightning's rule).
+
+        Read several times per batch (``trainer.global_step``): straight from ``batch_loop``'s children, the loops
+        ``automatic_optimization``/``manual_optimization`` lead to.
+        """
+        lightning_module = self.trainer.lightning_module
+        if lightning_module is None or lightning_module.automatic_optimization:
+            return self.batch_loop.optimizer_loop.optim_progress.optimizer_steps
+        return self.batch_loop.manual_loop.optim_step_progress.total.completed
 
     # ------------------------------------------------------------------------------------------------------------
     # checkpoint layout: Lightning's own, so checkpoints move freely between pl.Trainer and alkit.Trainer
@@ -112,8 +110,8 @@ class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
     def on_run_start(self, data_fetcher: _DataFetcher) -> None:
         self._data_fetcher = data_fetcher
         super().on_run_start(data_fetcher)
-        self.__dict__["_automatic_entry"].prepare()
-        self.__dict__["_manual_entry"].prepare()
+        self.__dict__["automatic_optimization"].prepare()
+        self.__dict__["manual_optimization"].prepare()
 
     def on_advance_end(self) -> None:  # type: ignore[override]
         """Validate if it is time to, update plateau schedulers and step counters (Lightning's logic)."""
@@ -182,13 +180,24 @@ class _BatchLoopEntry:
             self._native, self._pending = native, None
 
     def run(self, *args: Any) -> Any:
-        native = self._native
-        if native is not None and native.still_connected(self._epoch_loop):
-            return native.run(args)
         # (optimizer, batch_idx, kwargs) for automatic optimization, (kwargs,) for manual
+        epoch_loop = self._epoch_loop
+        native = self._native
+        if native is not None:
+            # still connected? (inlined: once per batch)
+            batch_loop = native.batch_loop
+            if (
+                epoch_loop.__dict__.get("batch_loop") is batch_loop
+                and batch_loop.__dict__.get(self._name) is native.loop
+            ):
+                runner = native.runner
+                if runner is None:
+                    return _ManualOptimization.run(native.loop, args[0])
+                batch_loop.__dict__["batch_idx"] = args[1]
+                runner._skip_backward = native.loop.__dict__.get("_skip_backward", False)
+                return runner.run(*args)
         kwargs = args[-1]
         batch_idx = args[1] if len(args) == 3 else None
-        epoch_loop = self._epoch_loop
         outputs = epoch_loop.batch_loop.run(kwargs, batch_idx)
         trainer = epoch_loop.trainer
         pending = self._pending
@@ -229,31 +238,22 @@ class _NativeBatch:
     Lightning's ``_ManualOptimization.run`` on the connected ``ManualOptimization``.
     """
 
-    __slots__ = ("batch_loop", "loop", "runner", "automatic")
+    __slots__ = ("batch_loop", "loop", "runner")
 
-    def __init__(self, batch_loop: TrainingBatchLoop, loop: Any, runner: Any, automatic: bool) -> None:
+    def __init__(self, batch_loop: TrainingBatchLoop, loop: Any, runner: Any) -> None:
         self.batch_loop = batch_loop
         self.loop = loop
+        #: the ``_AutomaticOptimization`` that runs the batch; ``None`` under manual optimization
         self.runner = runner
-        self.automatic = automatic
 
     def still_connected(self, epoch_loop: TrainingEpochLoop) -> bool:
         batch_loop = self.batch_loop
         return epoch_loop.__dict__.get("batch_loop") is batch_loop and (
-            batch_loop.__dict__.get("optimizer_loop" if self.automatic else "manual_loop") is self.loop
+            batch_loop.__dict__.get("manual_loop" if self.runner is None else "optimizer_loop") is self.loop
         )
 
     def restart_pending(self) -> bool:
         return _seam.restart_pending(self.batch_loop) or _seam.restart_pending(self.loop)
-
-    def run(self, args: tuple) -> Any:
-        if self.automatic:
-            optimizer, batch_idx, kwargs = args
-            self.batch_loop.__dict__["batch_idx"] = batch_idx
-            runner = self.runner
-            runner._skip_backward = self.loop.__dict__.get("_skip_backward", False)
-            return runner.run(optimizer, batch_idx, kwargs)
-        return _ManualOptimization.run(self.loop, args[0])
 
 
 def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | None:
@@ -268,7 +268,7 @@ def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | No
         return None
     loop = batch_loop.__dict__.get(name)
     if name == "manual_loop":
-        return _NativeBatch(batch_loop, loop, None, automatic=False) if type(loop) is ManualOptimization else None
+        return _NativeBatch(batch_loop, loop, None) if type(loop) is ManualOptimization else None
     if type(loop) is not OptimizerLoop or len(trainer.optimizers) != 1:
         return None
     if any(_legacy_parameters(_hook(module, hook)) is not None for hook in ("optimizer_step", "optimizer_zero_grad")):
@@ -277,7 +277,7 @@ def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | No
     runner.optim_progress = loop.optim_progress
     # 1.x readers of `optimizer_loop.optimizer_idx` during the step see the one optimizer
     loop.__dict__["_indices"], loop.__dict__["_optimizers"] = (0,), tuple(trainer.optimizers)
-    return _NativeBatch(batch_loop, loop, runner, automatic=True)
+    return _NativeBatch(batch_loop, loop, runner)
 
 
 _LAYOUT = (

@@ -107,3 +107,17 @@ def test_the_same_weights_either_way():
     t.fit(looped, loader())
     for name, value in native.state_dict().items():
         assert torch.equal(value, looped.state_dict()[name]), name
+
+
+def test_a_loop_assigned_under_lightning_2s_name_is_connected_to_the_batch_loop():
+    """``epoch_loop.automatic_optimization = loop`` (Lightning 2's name) connects it as ``batch_loop.optimizer_loop``;
+    ``global_step`` and the name itself then follow that loop's progress."""
+    CountingOptimizerLoop.runs = 0
+    t = trainer()
+    epoch_loop = t.fit_loop.epoch_loop
+    counting = CountingOptimizerLoop()
+    epoch_loop.automatic_optimization = counting
+    assert epoch_loop.batch_loop.optimizer_loop is counting and counting.trainer is t
+    t.fit(Small(), loader())
+    assert CountingOptimizerLoop.runs == 12 and t.global_step == 12
+    assert epoch_loop.automatic_optimization.optim_progress is counting.optim_progress

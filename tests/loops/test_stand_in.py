@@ -111,6 +111,34 @@ def test_a_research_loop_trains_through_the_listed_names_only(one_torch_thread):
     assert loop.current_round == 2 and trainer.current_epoch == 2 and trainer.global_step == 8
 
 
+class CustomTrainer(alkit.Trainer):
+    """A user's Trainer subclass (module level, so that it pickles by name)."""
+
+
+@pytest.mark.parametrize("trainer_cls", [alkit.Trainer, CustomTrainer])
+def test_the_active_loop_is_the_wrapped_fit_loop_while_a_loop_stands_in(trainer_cls):
+    """Lightning dispatches on ``trainer._active_loop``'s type; a stand-in answers with the FitLoop it wraps, also
+    after the trainer is pickled (``ddp_spawn``) or copied, and a FitLoop assigned back is the active loop again."""
+    import copy
+    import pickle
+
+    trainer = trainer_cls(max_epochs=1, **QUIET)
+    fit_loop = trainer.fit_loop
+    trainer.training = True
+    assert trainer._active_loop is fit_loop
+    loop = Rounds()
+    loop.connect(fit_loop)
+    trainer.fit_loop = loop
+    assert trainer.fit_loop is loop and trainer._active_loop is fit_loop
+    assert isinstance(trainer, trainer_cls) and type(trainer).__name__ == trainer_cls.__name__
+    for clone in (pickle.loads(pickle.dumps(trainer)), copy.deepcopy(trainer)):
+        assert isinstance(clone, trainer_cls) and isinstance(clone.fit_loop, Rounds)
+        assert clone._active_loop is clone.fit_loop.stands_in_for
+        assert isinstance(clone._active_loop, _seam._FitLoop)
+    trainer.fit_loop = fit_loop
+    assert type(trainer) is trainer_cls and trainer._active_loop is fit_loop
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # a loop written from scratch as trainer.fit_loop
 # ----------------------------------------------------------------------------------------------------------------------
