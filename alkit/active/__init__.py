@@ -2,6 +2,8 @@
 
 * :class:`ActiveLearningLoop` - the loop standing in for the FitLoop: fit, evaluate, score the pool, label; repeat.
 * :class:`ActiveLearningDataModule` - labelled / validation / pool split of a datamodule's training set.
+* :class:`LabelledSet` - which samples are labelled, when, and which validate, in dataset indices (its state).
+* :func:`select_from_pool` - a strategy's pick from one round's pool scores (the loop selects once, then labels).
 * :func:`score_pool` / :func:`select_query` - MC-dropout scoring of the pool with a BaaL heuristic.
 * :func:`resolve_heuristic`, :class:`VariationRatios` - heuristics by name, and the one BaaL lacks.
 * :class:`CoreSet`, :class:`BADGE`, :class:`TypiClust`, :class:`Hybrid` - diversity-aware strategies on embeddings
@@ -16,9 +18,11 @@ from alkit.active.diversity import BADGE, CoreSet, DiversityStrategy, Hybrid, Se
 from alkit.active.embeddings import EmbeddingProtocolError, compute_embeddings
 from alkit.active.heuristics import HEURISTIC_NAMES, SampledTargetEPIG, VariationRatios, resolve_heuristic
 from alkit.active.history import ActiveLearningHistory, RoundRecord, RoundScores, plot_label_efficiency
+from alkit.active.labelled_set import LabelledSet
 from alkit.active.loop import ActiveLearningLoop
 from alkit.active.oracle import Oracle, reveal_labels
 from alkit.active.scoring import PoolScores, mc_dropout, score_pool, select_query
+from alkit.active.selection import select_from_pool
 
 __all__ = [
     "BADGE",
@@ -31,6 +35,7 @@ __all__ = [
     "DiversityStrategy",
     "EmbeddingProtocolError",
     "Hybrid",
+    "LabelledSet",
     "Oracle",
     "PoolScores",
     "RoundRecord",
@@ -47,5 +52,6 @@ __all__ = [
     "resolve_heuristic",
     "reveal_labels",
     "score_pool",
+    "select_from_pool",
     "select_query",
 ]

@@ -17,13 +17,7 @@ positions and dataset indices is the classic bug: BaaL's ``ActiveLearningExperim
 random pool subset as if they were pool indices). Choosing what to label is not done here: the loop scores the pool,
 selects (:mod:`alkit.active.selection`) and calls :meth:`ActiveLearningDataModule.label`.
 
-The wrapped datamodule needs (the protocol ``alkit.vision.ImageClassificationData`` follows):
-
-* ``train_dataset`` (or ``setup("fit")`` creating it, or ``train_dataloader().dataset``);
-* ``num_classes`` (or ``classes``, or integer ``targets`` on the training set);
-* optional ``train_dataset_for_inference()``: the training set with evaluation transforms, same order;
-* optional ``val_dataset`` / ``test_dataset`` (then ``val_dataloader()`` / ``test_dataloader()`` serve them);
-* optional ``batch_size``, ``num_workers``, ``make_dataloader(dataset, shuffle)``.
+What the wrapped datamodule must provide is described in :mod:`alkit.active._wrapped`.
 """
 
 from __future__ import annotations
@@ -41,17 +35,11 @@ from baal.active.heuristics import AbstractHeuristic
 from baal.utils.equality import deep_check
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from alkit.active._wrapped import find_eval_dataset, find_num_classes, find_train_dataset
 from alkit.active.diversity import DiversityStrategy, Selection
 from alkit.active.heuristics import PicklableHeuristic, resolve_heuristic
 from alkit.active.labelled_set import LabelledSet
-from alkit.active.oracle import (
-    LazyItems,
-    Oracle,
-    OracleAnswers,
-    TargetOverrideDataset,
-    check_labels,
-    reveal_labels,
-)
+from alkit.active.oracle import Oracle, OracleSession, TargetOverrideDataset, check_labels, reveal_labels
 from alkit.active.selection import select_from_pool, typical_samples
 from alkit.lightning import pl
 
@@ -86,59 +74,6 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         accepted = f"an integer >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"`{name}` must be {accepted}, got {value!r}.")
-
-
-def _find_train_dataset(datamodule: Any) -> Dataset:
-    dataset = getattr(datamodule, "train_dataset", None)
-    if dataset is None and callable(getattr(datamodule, "setup", None)):
-        datamodule.setup("fit")
-        dataset = getattr(datamodule, "train_dataset", None)
-    if dataset is None and callable(getattr(datamodule, "train_dataloader", None)):
-        try:
-            dataset = getattr(datamodule.train_dataloader(), "dataset", None)
-        except Exception:  # a datamodule without training data may raise anything here
-            dataset = None
-    if dataset is None:
-        raise ValueError(
-            f"`labelled` ({type(datamodule).__name__}) has no training data: active learning labels samples of the "
-            "training set. Give it a `train_dataset` (e.g. `ImageClassificationData.from_folders(train_folder=...)`)."
-        )
-    try:
-        size = len(dataset)
-    except TypeError:
-        raise ValueError("`labelled`'s training dataset must have a length (a map-style dataset).") from None
-    if size == 0:
-        raise ValueError(f"`labelled` ({type(datamodule).__name__}) has an empty training dataset.")
-    return dataset
-
-
-def _find_eval_dataset(datamodule: Any, train_dataset: Dataset) -> Dataset:
-    for name in ("train_dataset_for_inference", "inference_dataset"):
-        method = getattr(datamodule, name, None)
-        if callable(method):
-            dataset = method() if name == "train_dataset_for_inference" else method("train")
-            if len(dataset) != len(train_dataset):
-                raise ValueError(
-                    f"`labelled.{name}` has {len(dataset)} samples but the training set has {len(train_dataset)}; it "
-                    "must serve the same samples in the same order (with evaluation transforms)."
-                )
-            return dataset
-    return train_dataset
-
-
-def _find_num_classes(datamodule: Any, dataset: Dataset) -> int:
-    num_classes = getattr(datamodule, "num_classes", None)
-    if num_classes is None and getattr(datamodule, "classes", None) is not None:
-        num_classes = len(datamodule.classes)
-    if num_classes is None and getattr(dataset, "targets", None) is not None:
-        targets = np.asarray([int(t) for t in dataset.targets])
-        num_classes = int(targets.max()) + 1 if targets.size else None
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(
-            f"Cannot tell the number of classes of `labelled` ({type(datamodule).__name__}): give it a "
-            "`num_classes` attribute (or `classes`)."
-        )
-    return int(num_classes)
 
 
 class ActiveLearningDataModule(pl.LightningDataModule):
@@ -239,13 +174,12 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self.val_split = float(val_split) if val_split else None
         self.pool_size = pool_size
         self.initial_num_labels = initial_num_labels
-        self.oracle = oracle
         self.map_dataset_to_labelled = map_dataset_to_labelled
         self.filter_unlabelled_data = filter_unlabelled_data
         self.pool_batch_size = pool_batch_size
 
         # ---- the data --------------------------------------------------------------------------------------------
-        train_dataset = _find_train_dataset(labelled)
+        train_dataset = find_train_dataset(labelled)
         size = len(train_dataset)
         self._has_own_val = getattr(labelled, "val_dataset", None) is not None
         if self._has_own_val and self.val_split is not None:
@@ -253,17 +187,15 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 f"`val_split={val_split}` but `labelled` already has a validation set; use one or the other "
                 "(val_split=None to validate on the datamodule's own validation set)."
             )
-        self.num_classes = _find_num_classes(labelled, train_dataset)
+        self.num_classes = find_num_classes(labelled, train_dataset)
         classes = getattr(labelled, "classes", None)
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.image_size = getattr(labelled, "image_size", None)  # read by alkit.vision.ImageClassifier.setup
-        self._label_overrides: dict[int, int] = {}
         self._train_source = train_dataset
-        self._train_view = TargetOverrideDataset(train_dataset, self._label_overrides)
-        self._eval_view = TargetOverrideDataset(_find_eval_dataset(labelled, train_dataset), self._label_overrides)
-        self._answers = OracleAnswers(self.num_classes, size)
-        if answers_file is not None:
-            self._answers.attach(answers_file)
+        eval_dataset = find_eval_dataset(labelled, train_dataset)
+        self._oracle = OracleSession(oracle, eval_dataset, self.num_classes, self.classes, answers_file)
+        self._train_view = TargetOverrideDataset(train_dataset, self._oracle.overrides)
+        self._eval_view = TargetOverrideDataset(eval_dataset, self._oracle.overrides)
 
         mask = np.zeros(size, dtype=int)
         if map_dataset_to_labelled is not None:
@@ -310,9 +242,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._pool_subset_key: tuple[int, int] | None = None
         self._labels = LabelledSet(size, mask)
         self._baal_view: _BaalView | None = None
-        #: labelled samples whose oracle answers are still to be asked for (see `_answer_pending`)
-        self._unanswered = np.zeros(0, dtype=np.int64)
-        self._warn_if_pool_stochastic()
+        self._warn_if_eval_view_is_random()
         if initial_num_labels:
             unlabelled = self._labels.unlabelled_indices()
             if initial_strategy == "typiclust":
@@ -328,13 +258,11 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             else:
                 chosen = self._rng.choice(unlabelled, size=initial_num_labels, replace=False)
             chosen = np.sort(chosen).astype(np.int64)
-            if self.oracle is not None and self._answers.path is None:
-                # A person answers once the file that keeps the answers is known (the loop names it when fit
-                # starts, before any data is read): a resumed run reads them from it instead of asking again.
-                self._labels.label(chosen)
-                self._unanswered = chosen
-            else:
-                self._mark_labelled(chosen, self._ask_oracle(chosen) if self.oracle is not None else None)
+            if oracle is not None and self._oracle.answers.path is None:
+                self._oracle.defer(chosen)  # asked once the answers file is known (see OracleSession)
+            elif oracle is not None:
+                self._oracle.keep(chosen, self._oracle.ask(chosen, self._round))
+            self._labels.label(chosen)
         labelled_now = np.flatnonzero(self._labels.steps)
         if num_val:
             self._labels.hold_out(self._rng.choice(labelled_now, size=num_val, replace=False))
@@ -354,7 +282,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 stacklevel=2,
             )
 
-    def _warn_if_pool_stochastic(self) -> None:
+    def _warn_if_eval_view_is_random(self) -> None:
         """Scoring must be deterministic: warn when the evaluation view gives two values for one sample."""
         unlabelled = self._labels.unlabelled_indices()
         if unlabelled.size and not deep_check(self._eval_view[int(unlabelled[0])], self._eval_view[int(unlabelled[0])]):
@@ -436,12 +364,12 @@ class ActiveLearningDataModule(pl.LightningDataModule):
     @property
     def labelled_dataset(self) -> Dataset:
         """The training samples (labelled minus validation) with training transforms and the oracle's labels."""
-        self._answer_pending()
+        self._oracle.answer_pending(self._round)
         return Subset(self._train_view, self.train_indices.tolist())
 
     @property
     def val_dataset(self) -> Dataset | None:
-        self._answer_pending()
+        self._oracle.answer_pending(self._round)
         if self._has_own_val:
             return self.labelled.val_dataset
         val_indices = self._labels.val_indices()
@@ -585,68 +513,50 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         indices = self._labels.check_new(indices)
         if indices.size == 0:
             return indices
-        self._answer_pending()
+        self._oracle.answer_pending(self._round)
         if labels is not None:
             checked = check_labels(labels, indices, self.num_classes, self.classes, source="`labels` argument")
         elif self.oracle is not None:
-            checked = self._ask_oracle(indices)
+            checked = self._oracle.ask(indices, self._round)
         else:
             checked = None  # simulation: the labels already in the data are used as they are
             check_labels(reveal_labels(self._train_source, indices), indices, self.num_classes, self.classes, "data")
-        self._mark_labelled(indices, checked)
+        self._labels.label(indices)
+        if checked is not None:
+            self._oracle.keep(indices, checked)
         self._round += 1
         return indices
 
     @property
+    def oracle(self) -> Oracle | None:
+        """``oracle(dataset_indices, items) -> labels`` that labels the samples; None: the data's own labels."""
+        return self._oracle.oracle
+
+    @oracle.setter
+    def oracle(self, oracle: Oracle | None) -> None:
+        if oracle is not None and not callable(oracle):
+            raise TypeError(
+                f"`oracle` must be a callable `(dataset_indices, items) -> labels` or None, got {oracle!r}."
+            )
+        self._oracle.oracle = oracle
+
+    @property
     def answers_file(self) -> os.PathLike | None:
         """The file that keeps every answer of the user oracle (None until one is set)."""
-        return self._answers.path
+        return self._oracle.answers.path
 
     def set_answers_file(self, path: str | os.PathLike) -> None:
         """Keep the oracle's answers in ``path`` from now on: answers in it are read, those given so far written.
 
         Initial labels not answered yet are asked for now, answers already in the file excepted.
         """
-        self._answers.attach(path)
-        self._answer_pending()
+        self._oracle.attach(path, self._round)
 
     def setup(self, stage: str) -> None:
         """Before a fit reads any data: take the answers file the trainer's active-learning loop names, if any."""
         answers_path = getattr(getattr(self.trainer, "fit_loop", None), "answers_path", None)
-        if self.oracle is not None and self._answers.path is None and callable(answers_path):
+        if self.oracle is not None and self.answers_file is None and callable(answers_path):
             self.set_answers_file(answers_path())
-
-    def _answer_pending(self) -> None:
-        """Ask the oracle for the initial labels not answered yet (before any labelled item is read or saved)."""
-        pending = self._unanswered
-        if not pending.size:
-            return
-        pending = np.asarray([i for i in pending if int(i) not in self._label_overrides], dtype=np.int64)
-        if pending.size:
-            labels = self._ask_oracle(pending)  # a wrong answer raises here and leaves them pending
-            self._label_overrides.update({int(i): int(label) for i, label in zip(pending, labels)})
-        self._unanswered = np.zeros(0, dtype=np.int64)
-
-    def _ask_oracle(self, indices: np.ndarray) -> list[int]:
-        """The oracle's labels for ``indices``: answers on file first, the oracle only for the others.
-
-        A new answer is checked, then on disk (atomically, fsync'd) before it is returned, i.e. before anything
-        is labelled.
-        """
-        known = self._answers.known(indices)
-        missing = np.asarray([i for i in indices if int(i) not in known], dtype=np.int64)
-        if missing.size:
-            answer = self.oracle(missing.copy(), LazyItems(self._eval_view, missing))  # type: ignore[misc]
-            checked = check_labels(answer, missing, self.num_classes, self.classes, source="oracle")
-            self._answers.record(missing, checked, self._round)
-            known.update({int(i): label for i, label in zip(missing, checked)})
-        return [known[int(i)] for i in indices]
-
-    def _mark_labelled(self, indices: np.ndarray, labels: list[int] | None) -> None:
-        """Label ``indices`` in the labelled set and keep the user labels (None: the data's own labels)."""
-        self._labels.label(indices)
-        if labels is not None:
-            self._label_overrides.update({int(i): int(label) for i, label in zip(indices, labels)})
 
     # ------------------------------------------------------------------------------------------------------------
     # checkpointing (Lightning saves a datamodule's state_dict in every checkpoint)
@@ -657,13 +567,13 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         Only plain Python types, so the checkpoint loads with ``torch.load(weights_only=True)``. The keys are those
         of every alkit release since the format was introduced, so older checkpoints load unchanged.
         """
-        self._answer_pending()
+        self._oracle.answer_pending(self._round)
         heuristic_rng = getattr(self.heuristic, "rng", None)
         subset = self._pool_subset if self.pool_size is not None else None
         return {
             "format": _STATE_FORMAT,
             **self._labels.state_dict(),  # dataset_size, labelled_map, val_indices
-            "label_overrides": {int(k): int(v) for k, v in self._label_overrides.items()},
+            "label_overrides": {int(k): int(v) for k, v in self._oracle.overrides.items()},
             "round": int(self._round),
             "rng_state": _plain(self._rng.bit_generator.state),
             # the drawn subset is state only when it is random (pool_size); otherwise it is recomputed identically
@@ -688,8 +598,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             raise ValueError("The checkpoint's user labels do not fit this dataset (index or class out of range).")
 
         self._labels.load_state_dict(state_dict)
-        self._label_overrides.clear()
-        self._label_overrides.update(overrides)
+        self._oracle.overrides.clear()
+        self._oracle.overrides.update(overrides)
         self._round = int(state_dict["round"])
         self._rng.bit_generator.state = state_dict["rng_state"]
         subset = state_dict.get("pool_subset")
@@ -704,7 +614,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
 
     def __getstate__(self) -> dict[str, Any]:
         # BaaL heuristics hold lambdas; ddp_spawn pickles the datamodule to start its processes
-        self._answer_pending()
+        self._oracle.answer_pending(self._round)
         state = dict(self.__dict__)
         state["heuristic"] = PicklableHeuristic(self.heuristic)
         return state

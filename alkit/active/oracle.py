@@ -23,7 +23,15 @@ from torch.utils.data import Dataset
 
 from alkit._io import write_text_atomic
 
-__all__ = ["ANSWERS_NAME", "Oracle", "OracleAnswers", "TargetOverrideDataset", "check_labels", "reveal_labels"]
+__all__ = [
+    "ANSWERS_NAME",
+    "Oracle",
+    "OracleAnswers",
+    "OracleSession",
+    "TargetOverrideDataset",
+    "check_labels",
+    "reveal_labels",
+]
 
 #: The file in the run folder that holds every answer a user oracle (a person) gave.
 ANSWERS_NAME = "oracle_answers.json"
@@ -249,3 +257,74 @@ class OracleAnswers:
                 raise bad(f"label {label} for dataset index {index} is not a class index 0..{self.num_classes - 1}")
             out[index] = (label, record["round"])
         return out
+
+
+class OracleSession:
+    """A user oracle as a run uses it: each sample asked at most once, every answer on disk before it is used, and
+    the answers served as target overrides.
+
+    Args:
+        oracle: ``oracle(dataset_indices, items) -> labels``, or None (simulation: nothing is asked, nothing kept).
+        items: the training set with evaluation transforms; an oracle reads the samples it is asked about from it.
+        num_classes, classes: the accepted answers (class indices, or class names).
+        answers_file: the file of :class:`OracleAnswers`; None until :meth:`attach` names one.
+
+    Initial labels may be chosen before the answers file is known (the loop names it when ``fit`` starts); they are
+    :meth:`defer`-red and asked for when the file is attached or the first labelled item is read, so a resumed run
+    reads them from the file instead of asking again.
+    """
+
+    def __init__(
+        self,
+        oracle: Oracle | None,
+        items: Dataset,
+        num_classes: int,
+        classes: Sequence[str] | None,
+        answers_file: str | os.PathLike | None = None,
+    ) -> None:
+        self.oracle = oracle
+        self.items = items
+        self.num_classes = num_classes
+        self.classes = classes
+        #: dataset index -> class index of every label the oracle (or a person, through `keep`) gave; shared with the
+        #: datamodule's `TargetOverrideDataset` views, so a new label is served at once
+        self.overrides: dict[int, int] = {}
+        self.answers = OracleAnswers(num_classes, len(items))  # type: ignore[arg-type]
+        self.pending = np.zeros(0, dtype=np.int64)
+        if answers_file is not None:
+            self.answers.attach(answers_file)
+
+    def ask(self, indices: np.ndarray, round_index: int) -> list[int]:
+        """The oracle's labels for ``indices``: answers on file first, the oracle only for the others.
+
+        A new answer is checked, then on disk (atomically, fsync'd) before it is returned, i.e. before anything is
+        labelled; a wrong answer raises and changes nothing.
+        """
+        known = self.answers.known(indices)
+        missing = np.asarray([i for i in indices if int(i) not in known], dtype=np.int64)
+        if missing.size:
+            answer = self.oracle(missing.copy(), LazyItems(self.items, missing))  # type: ignore[misc]
+            checked = check_labels(answer, missing, self.num_classes, self.classes, source="oracle")
+            self.answers.record(missing, checked, round_index)
+            known.update({int(i): label for i, label in zip(missing, checked)})
+        return [known[int(i)] for i in indices]
+
+    def keep(self, indices: np.ndarray, labels: Sequence[int]) -> None:
+        """Serve ``labels`` (checked class indices) as the targets of ``indices`` from now on."""
+        self.overrides.update({int(i): int(label) for i, label in zip(indices, labels)})
+
+    def defer(self, indices: np.ndarray) -> None:
+        """Ask for the labels of ``indices`` later (see :meth:`answer_pending`)."""
+        self.pending = np.asarray(indices, dtype=np.int64)
+
+    def answer_pending(self, round_index: int) -> None:
+        """Ask for the deferred labels not answered yet; a wrong answer raises and leaves them pending."""
+        pending = np.asarray([i for i in self.pending if int(i) not in self.overrides], dtype=np.int64)
+        if pending.size:
+            self.keep(pending, self.ask(pending, round_index))
+        self.pending = np.zeros(0, dtype=np.int64)
+
+    def attach(self, path: str | os.PathLike, round_index: int) -> None:
+        """Keep the answers in ``path`` from now on (answers in it are read and win), then ask the deferred ones."""
+        self.answers.attach(path)
+        self.answer_pending(round_index)
