@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,15 @@ import torch
 from baal.active.heuristics import BALD
 from torch.utils.data import Subset, TensorDataset
 
-from alkit.active import ActiveLearningDataModule
+from alkit.active import ActiveLearningDataModule, ActiveLearningHistory
 from alkit.active.labelled_set import LabelledSet
+from alkit.active.loop import RESUME_CHECKPOINT
 from alkit.lightning import pl
 from tests.active.synthetic import TinyData
 from tests.active.test_loop import make_data, run
 
 FIXTURE = Path(__file__).parent / "data" / "datamodule_state_v1.json"
+RUN_FIXTURE = Path(__file__).parent / "data" / "run_5a0da8f"
 
 
 def test_labelling_index_i_labels_exactly_sample_i():
@@ -171,3 +174,26 @@ def test_a_round_scores_the_pool_once_ranks_once_and_labels_query_size_new_indic
         sorted(added[0]),
         sorted(added[1]),
     ]
+
+
+def test_run_folder_written_before_the_labelled_set_had_its_own_class_resumes(tmp_path):
+    """A run folder of alkit 5a0da8f (killed in round 3 of 3, after round 2's labels were saved) resumes: the labels,
+    the history and the person's answers are taken from it, nothing is asked again, and the run ends with them."""
+    folder = tmp_path / "run"
+    shutil.copytree(RUN_FIXTURE, folder)
+    saved = torch.load(folder / RESUME_CHECKPOINT, weights_only=True)["ActiveLearningDataModule"]
+    answered = {record["index"] for record in json.loads((folder / "oracle_answers.json").read_text())["answers"]}
+    asked: list[int] = []
+
+    def person(indices, items):
+        asked.extend(int(i) for i in indices)
+        return [int(i) % 3 for i in indices]
+
+    dm = make_data(n=30, initial=6, query_size=2, with_test=False, oracle=person)
+    _, loop, _, dm = run(folder, rounds=3, datamodule=dm, ckpt_path=folder / RESUME_CHECKPOINT)
+    old_history = ActiveLearningHistory.load(RUN_FIXTURE / "active_learning_history.json")
+    assert list(loop.history)[:2] == list(old_history) and len(loop.history) == 3
+    assert loop.history[2].num_labelled == 8 and loop.history[2].indices_added == []
+    assert dm.labelled_set.state_dict()["labelled_map"] == saved["labelled_map"]  # the last round labels nothing
+    assert dm.val_indices.tolist() == saved["val_indices"]
+    assert not set(asked) & answered and asked == []
