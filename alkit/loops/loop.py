@@ -53,6 +53,53 @@ class _NotAttached:
         )
 
 
+def _attached_class(cls: type) -> type:
+    """The class a loop of class ``cls`` has while attached: the class it was built as."""
+    return cls.__dict__.get("_alkit_attached_class", cls)
+
+
+def _unattached_class(cls: type) -> type:
+    """The class of an unattached loop of class ``cls``: ``cls`` with a ``trainer`` that says it is not attached.
+
+    Lightning's loop code reads ``self.trainer`` dozens of times per batch. A ``trainer`` descriptor on the class
+    of an attached loop would keep the interpreter from specialising those reads (each then costs several times
+    more), so only an unattached loop has one: a loop's class is this subclass of the class it was built as
+    (same name, module and behaviour) until a trainer is attached, and that class again when it is detached.
+    """
+    return _build_unattached_class(_attached_class(cls))
+
+
+@functools.cache
+def _build_unattached_class(cls: type) -> type:
+    return type(cls)(
+        cls.__name__,
+        (cls,),
+        {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+            "_alkit_attached_class": cls,
+            "trainer": _NotAttached(),
+            "__reduce_ex__": _reduce_unattached,
+        },
+    )
+
+
+def _reduce_unattached(loop: Any, protocol: int) -> tuple:
+    # the class is built at run time: pickled as the class the loop was built as, rebuilt unattached on loading
+    return _new_unattached, (_attached_class(type(loop)),), loop.__getstate__()
+
+
+def _new_unattached(cls: type) -> Any:
+    unattached = _unattached_class(cls)
+    return _Loop.__new__(unattached)
+
+
+def _set_class(loop: Any, cls: type) -> None:
+    if type(loop) is not cls:
+        object.__setattr__(loop, "__class__", cls)
+
+
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
 _TRAINER_LIMITS = ((_FitLoop, ("min_epochs", "max_epochs")), (_TrainingEpochLoop, ("min_steps", "max_steps")))
 
@@ -66,11 +113,9 @@ class _LoopCore(_Loop):
     for every alkit loop.
     """
 
-    #: read only while no trainer is attached (an attached trainer is an instance attribute, found first)
-    trainer = _NotAttached()
-
     def __new__(cls, *args: Any, **kwargs: Any) -> Loop:
-        loop = super().__new__(cls)
+        # built unattached: see `_unattached_class`
+        loop = super().__new__(_unattached_class(cls))
         # Which constructor arguments were given explicitly: a limit given to the constructor wins over the
         # Trainer's, even when it equals the default (`TrainingEpochLoop(max_steps=-1)`: no step limit).
         if (args or kwargs) and _limit_names(cls):
@@ -90,6 +135,7 @@ class _LoopCore(_Loop):
 
         if trainer is None:
             self.__dict__.pop("trainer", None)
+            _set_class(self, _unattached_class(type(self)))
         elif not isinstance(trainer, pl.Trainer):
             raise TypeError(
                 f"`{type(self).__name__}.trainer` must be a `pytorch_lightning.Trainer`, got {type(trainer).__name__}."
@@ -97,6 +143,7 @@ class _LoopCore(_Loop):
         else:
             # a plain instance attribute, not a property: Lightning's loop code reads it dozens of times per batch
             self.__dict__["trainer"] = trainer
+            _set_class(self, _attached_class(type(self)))
             if _limit_names(type(self)):
                 self._take_trainer_limits(trainer)
         for child in self.children():
