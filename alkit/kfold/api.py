@@ -15,7 +15,12 @@ from typing import Any
 from alkit._checkpoint import check_checkpoint
 from alkit.kfold.datamodule import BaseKFoldDataModule, KFoldDataModule
 from alkit.kfold.loop import RESULT_FILENAME, KFoldLoop, resolve_fold_file, run_folder
-from alkit.kfold.parallel import check_parallel, check_parallel_arguments, fit_folds_in_parallel
+from alkit.kfold.parallel import (
+    check_parallel,
+    check_parallel_arguments,
+    check_parallel_backend,
+    fit_folds_in_parallel,
+)
 from alkit.kfold.result import KFoldResult
 from alkit.kfold.splits import DEFAULT_K, resolve_cv
 from alkit.lightning import check_namespace, pl
@@ -40,6 +45,7 @@ def kfold_fit(
     seed: int | None = None,
     ckpt_path: str | os.PathLike | None = None,
     parallel: int | None = None,
+    parallel_backend: str = "processes",
     **trainer_kwargs: Any,
 ) -> KFoldResult:
     """Cross-validate ``model`` on ``datamodule``'s training set; test each fold model and their ensemble.
@@ -72,6 +78,10 @@ def kfold_fit(
         parallel: train up to this many folds at the same time, each in its own spawned process (one GPU each when
             several are visible); same per-fold metrics as ``None`` (one fold after the other, in this process).
             Needs a picklable model and datamodule and Trainer arguments instead of ``trainer=``.
+        parallel_backend: what runs the folds of ``parallel``: ``"processes"`` (a process pool on this machine) or
+            ``"ray"`` (Ray tasks over the machines of the Ray cluster this process is connected to, else a local
+            one; ``pip install alkit[ray]``; the run folder on storage all machines share). Same files, resume and
+            per-fold metrics either way.
         **trainer_kwargs: arguments for ``alkit.Trainer`` when ``trainer`` is not given.
 
     Returns:
@@ -92,13 +102,14 @@ def kfold_fit(
             "replaced); build it with alkit.Trainer(...) and the same arguments"
         )
     parallel = check_parallel(parallel)
+    parallel_backend = check_parallel_backend(parallel_backend, parallel)
     if parallel is not None and trainer is not None:
         raise TypeError(
             f"trainer={type(trainer).__name__} cannot be combined with parallel={parallel}: every fold process builds "
             "its own Trainer; pass the Trainer arguments to kfold_fit instead (kfold_fit(..., max_epochs=...))"
         )
     if parallel is not None:
-        check_parallel_arguments(model, datamodule, trainer_kwargs)
+        check_parallel_arguments(model, datamodule, trainer_kwargs, parallel_backend)
     if trainer is not None and trainer_kwargs:
         raise ValueError(
             f"pass either trainer= or Trainer arguments, not both (got trainer and {sorted(trainer_kwargs)})"
@@ -142,6 +153,7 @@ def kfold_fit(
             seed=seed,
             ckpt_path=ckpt_path,
             oof=oof,
+            backend=parallel_backend,
         )
     if trainer is None:
         trainer = Trainer(**trainer_kwargs)

@@ -17,12 +17,19 @@ processes write into one run folder:
 - ``kfold_result.json``: the whole result, written by the parent once every fold is finished.
 
 When several GPUs are visible, process ``j`` of the pool uses GPU ``j % device_count`` (unless ``devices=`` was given).
+
+``parallel_backend="ray"`` hands the same fold tasks to Ray instead (``pip install alkit[ray]``), to spread them over
+the machines of a Ray cluster: the folds are Ray tasks (``ray.remote``), at most ``parallel`` of them submitted at a
+time (``ray.wait``), each with one GPU when the cluster has GPUs (Ray assigns it), so Ray, not alkit, places them.
+Every fold still runs :func:`_fit_one_fold` and writes the files above, so a Ray run resumes like a process-pool run
+(and either resumes the other's folder). The run folder must be on storage every machine sees.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import importlib.util
 import json
 import multiprocessing
@@ -45,10 +52,20 @@ from alkit.kfold.oof import load_oof, oof_result_fields, save_oof
 from alkit.kfold.result import KFoldResult
 from alkit.lightning import ENVIRONMENT_VARIABLE, NAMESPACE, pl
 
-__all__ = ["check_parallel", "check_parallel_arguments", "fit_folds_in_parallel", "fold_record_path"]
+__all__ = [
+    "PARALLEL_BACKENDS",
+    "check_parallel",
+    "check_parallel_arguments",
+    "check_parallel_backend",
+    "fit_folds_in_parallel",
+    "fold_record_path",
+]
 
 #: strategies that start processes of their own: one fold per process cannot nest them
 _MULTI_PROCESS_STRATEGIES = ("ddp", "fsdp", "deepspeed")
+
+#: ``parallel_backend`` values: what runs the fold tasks
+PARALLEL_BACKENDS = ("processes", "ray")
 
 
 def check_parallel(parallel: Any) -> int | None:
@@ -63,7 +80,33 @@ def check_parallel(parallel: Any) -> int | None:
     return int(parallel)
 
 
-def check_parallel_arguments(model: Any, datamodule: Any, trainer_kwargs: dict[str, Any]) -> None:
+def check_parallel_backend(backend: Any, parallel: int | None) -> str:
+    """``"processes"`` (a process pool on this machine) or ``"ray"`` (Ray tasks, on a cluster's machines).
+
+    Checked before any work, Ray's presence included: a missing optional dependency is named with its install command
+    rather than failing once the folds are computed.
+    """
+    if not isinstance(backend, str) or backend not in PARALLEL_BACKENDS:
+        raise ValueError(
+            f"parallel_backend={backend!r} is invalid: expected 'processes' (a process pool on this machine, the "
+            "default) or 'ray' (Ray tasks, on the machines of a Ray cluster)"
+        )
+    if backend != "processes" and parallel is None:
+        raise ValueError(
+            f"parallel_backend={backend!r} needs parallel=N (the number of folds trained at the same time); with "
+            "parallel=None the folds run one after the other in this process"
+        )
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ImportError(
+            "parallel_backend='ray' needs Ray, which is not installed: pip install alkit[ray] (or pip install ray), "
+            "or use parallel_backend='processes'"
+        )
+    return backend
+
+
+def check_parallel_arguments(
+    model: Any, datamodule: Any, trainer_kwargs: dict[str, Any], backend: str = "processes"
+) -> None:
     """What the fold processes need, checked before any work: picklable arguments, one device per process."""
     for argument, value in (("model", model), ("datamodule", datamodule), ("**trainer_kwargs", trainer_kwargs)):
         _check_picklable(value, argument)
@@ -72,6 +115,12 @@ def check_parallel_arguments(model: Any, datamodule: Any, trainer_kwargs: dict[s
         raise ValueError(
             f"strategy={strategy!r} cannot be combined with parallel=: parallel runs every fold in a process of its "
             "own on one device; use parallel=None for a multi-process strategy"
+        )
+    devices = trainer_kwargs.get("devices", "auto")
+    if backend == "ray" and devices not in ("auto", 1, "1"):
+        raise ValueError(
+            f"devices={devices!r} cannot be combined with parallel_backend='ray': Ray gives every fold task its "
+            "device (one GPU when the cluster has GPUs); accepted: devices='auto' (the default) or 1"
         )
 
 
@@ -92,8 +141,9 @@ def fit_folds_in_parallel(
     seed: int | None,
     ckpt_path: str | os.PathLike | None,
     oof: bool = True,
+    backend: str = "processes",
 ) -> KFoldResult:
-    """Train the unfinished folds ``parallel`` at a time in a process pool, then test the ensemble here.
+    """Train the unfinished folds ``parallel`` at a time (a process pool, or Ray tasks), then test the ensemble here.
 
     ``datamodule`` has its folds computed already (``setup_folds``): they are checked, fingerprinted and shipped to
     every process with it. ``ckpt_path`` (resume) is the interrupted run's folder or a file in it.
@@ -136,14 +186,10 @@ def fit_folds_in_parallel(
             check_parallel_arguments(model, datamodule, trainer_kwargs)  # names the argument (set up, it holds more)
             raise
         workers = min(parallel, len(pending))
-        with _namespace_for_children(), _pool(workers) as pool:
-            futures = {fold: pool.submit(_fit_one_fold, payload, fold) for fold in pending}
-            try:
-                for fold, future in futures.items():
-                    records[fold] = future.result()  # a fold's exception is raised here, with its traceback
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # folds already running finish (and are kept for a resume)
-                raise
+        if backend == "ray":
+            _fit_folds_on_ray(payload, pending, workers, trainer_kwargs, records)
+        else:
+            _fit_folds_in_pool(payload, pending, workers, records)
 
     ordered = [records[fold] for fold in range(num_folds)]
     ensemble_metrics = None
@@ -245,6 +291,69 @@ def _namespace_for_children() -> Iterator[None]:
             os.environ.pop(ENVIRONMENT_VARIABLE, None)
         else:
             os.environ[ENVIRONMENT_VARIABLE] = previous
+
+
+def _fit_folds_in_pool(payload: bytes, pending: list[int], workers: int, records: dict[int, dict[str, Any]]) -> None:
+    with _namespace_for_children(), _pool(workers) as pool:
+        futures = {fold: pool.submit(_fit_one_fold, payload, fold) for fold in pending}
+        try:
+            for fold, future in futures.items():
+                records[fold] = future.result()  # a fold's exception is raised here, with its traceback
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # folds already running finish (and are kept for a resume)
+            raise
+
+
+def _fit_folds_on_ray(
+    payload: bytes,
+    pending: list[int],
+    workers: int,
+    trainer_kwargs: dict[str, Any],
+    records: dict[int, dict[str, Any]],
+) -> None:
+    """The folds as Ray tasks, at most ``workers`` submitted at a time; fills ``records`` as they finish.
+
+    Uses the Ray cluster this process is connected to (``ray.init(address=...)`` beforehand); else Ray's own
+    ``ray.init()`` (which joins a cluster named by ``RAY_ADDRESS`` or started on this machine, or starts a local one),
+    shut down again at the end.
+    """
+    ray = importlib.import_module("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False)
+    try:
+        accelerator = trainer_kwargs.get("accelerator", "auto")
+        has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        gpus = 1 if accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpus) else 0
+        task = ray.remote(_fit_one_fold).options(
+            num_cpus=1,
+            num_gpus=gpus,
+            runtime_env={"env_vars": {ENVIRONMENT_VARIABLE: NAMESPACE}},  # the fold binds to this Lightning namespace
+        )
+        shared = ray.put(payload)  # stored once in Ray's object store, not once per task
+        queue, running = list(pending), {}
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    fold = queue.pop(0)
+                    running[task.remote(shared, fold)] = fold
+                (done,), _ = ray.wait(list(running), num_returns=1)
+                fold = running.pop(done)
+                record = ray.get(done)  # a fold's exception is raised here, with its traceback
+                if not Path(record["checkpoint"]).is_file():
+                    raise RuntimeError(
+                        f"fold {fold}'s checkpoint {record['checkpoint']!r}, written by a Ray worker, is not visible "
+                        "on this machine: with parallel_backend='ray' on several machines, export_path (or "
+                        "default_root_dir) must be on storage every machine shares"
+                    )
+                records[fold] = record
+        except BaseException:
+            if running:  # folds already running finish (and are kept for a resume); none is started any more
+                ray.wait(list(running), num_returns=len(running))
+            raise
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

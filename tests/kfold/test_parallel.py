@@ -1,6 +1,8 @@
 """kfold_fit(parallel=N): folds in spawned processes give the sequential run's numbers, and a resume reuses them."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +104,53 @@ def test_each_fold_process_gets_its_own_gpu_and_its_own_logger_version(tmp_path,
         parallel._worker_trainer_kwargs({"default_root_dir": tmp_path}, fold=f)["logger"].version for f in (0, 1)
     }
     assert len(versions) == 2  # two fold processes never race for one logger version
+
+
+@pytest.mark.parametrize("backend", ["threads", "Ray", None, 1])
+def test_bad_parallel_backends_are_refused_before_any_work(tmp_path, backend):
+    with pytest.raises(ValueError, match=rf"parallel_backend={backend!r} is invalid: expected 'processes' .* 'ray'"):
+        _run(tmp_path, "run", parallel=2, parallel_backend=backend)
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_needs_parallel_and_a_missing_ray_is_named_with_its_install_command(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"parallel_backend='ray' needs parallel=N"):
+        _run(tmp_path, "run", parallel_backend="ray")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"parallel_backend='ray' needs Ray.*pip install alkit\[ray\]"):
+        _run(tmp_path, "run", parallel=2, parallel_backend="ray")
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_refuses_devices_it_cannot_honour(tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install alkit[ray]); CI does not install it")
+    with pytest.raises(ValueError, match=r"devices=\[0, 1\] cannot be combined with parallel_backend='ray'"):
+        _run(tmp_path, "run", parallel=2, parallel_backend="ray", devices=[0, 1])
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_folds_equal_the_sequential_run_and_a_resume_recomputes_only_unfinished_folds(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install alkit[ray]); CI does not install it")
+    torch.manual_seed(0)
+    model = Classifier()
+    sequential = _run(tmp_path, "sequential", model)
+    # a local two-CPU cluster; its workers import this test's model and data classes from the repository
+    root = str(Path(__file__).resolve().parents[2])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
+    try:
+        parallel = _run(tmp_path, "ray", model, parallel=2, parallel_backend="ray")
+        _assert_same_result(parallel, sequential)
+        folder = tmp_path / "ray"
+        assert parallel.checkpoint_paths == [str(folder / f"fold_{i}.ckpt") for i in range(3)]
+        _assert_same_result(KFoldResult.from_json(folder / "kfold_result.json"), sequential)
+
+        for name in ("fold_1.json", "fold_1.ckpt", "fold_1.oof.npz", "kfold_result.json"):  # killed during fold 1
+            (folder / name).unlink()
+        finished = {i: (folder / f"fold_{i}.ckpt").stat().st_mtime_ns for i in (0, 2)}
+        resumed = _run(tmp_path, "ray", model, parallel=2, parallel_backend="ray", ckpt_path=folder)
+        _assert_same_result(resumed, sequential)
+        assert {i: (folder / f"fold_{i}.ckpt").stat().st_mtime_ns for i in (0, 2)} == finished  # not recomputed
+        assert ray.is_initialized()  # the caller's cluster is left running
+    finally:
+        ray.shutdown()
