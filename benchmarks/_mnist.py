@@ -161,7 +161,10 @@ class MNISTActiveData(pl.LightningDataModule):
             and every seed is evaluated on the same images).
         batch_size: training batch size.
         eval_batch_size: batch size of the validation and test passes.
-        seed: draws the validation set.
+        seed: draws the validation set (and the ``train_size`` subset).
+        train_size: keep only a class-stratified random subset of this many of the remaining training images
+            (drawn with ``seed``); ``None`` keeps them all. For studies that cluster the whole unlabelled set (a
+            TypiClust cold start), whose cost grows with its size.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class MNISTActiveData(pl.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         seed: int = 0,
+        train_size: int | None = None,
     ) -> None:
         super().__init__()
         train_x, train_y, test_x, test_y = load_mnist(raw_dir)
@@ -179,6 +183,12 @@ class MNISTActiveData(pl.LightningDataModule):
         val_indices = stratified_subset(train_y, val_size, rng)
         keep = np.ones(train_y.shape[0], dtype=bool)
         keep[val_indices] = False
+        if train_size is not None:
+            remaining = np.flatnonzero(keep)
+            if not 10 <= train_size <= remaining.size:
+                raise ValueError(f"`train_size={train_size}` is invalid; accepted: 10..{remaining.size} or None.")
+            keep[:] = False
+            keep[remaining[stratified_subset(train_y[remaining], train_size, rng)]] = True
         test_indices = stratified_subset(test_y, test_size, np.random.default_rng(0))
 
         self.train_images, self.train_targets = (

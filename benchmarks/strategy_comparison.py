@@ -29,9 +29,11 @@ Tasks (small by default, to run on a 2-core CPU; ``--dataset`` is another name f
   ``../shared/data/MNIST/raw`` (``--data``), their CNN (``benchmarks/_gal_model.py``: Adam, L2 ``3.5 / N`` on the
   dense layer, a fresh Keras-style initialisation per (seed, round), as ``label_efficiency.py``), a 100-image
   validation set drawn per seed and held out of the pool (not evaluated: nothing selects on it), a fixed
-  class-stratified 1,000-image subset of the test set (``--test-size``; the same images for every seed), 20 initial
-  labels balanced over the classes (2 per class, drawn per seed), 5 rounds of +10 (20 -> 70 labels), 30 epochs a
-  round (one batch of 128 an epoch at these sizes), each round scoring a random 500 of the pool with ``T = 20``.
+  class-stratified 500-image subset of the test set (``--test-size``; the same images for every seed), 20 initial
+  labels balanced over the classes (2 per class, drawn per seed), 4 rounds of +10 (20 -> 60 labels), 30 epochs a
+  round (one batch of 128 an epoch at these sizes), each round scoring a random 500 of the pool with ``T = 20``;
+  BatchBALD estimates its joint entropies from 50 draws per MC sample (``--batch-bald-draws``; BaaL's default of
+  500 cost 200 s a round there, against 5-10 s for every other strategy).
   Reduced from ``label_efficiency.py``'s protocol (50 epochs, 2,000 pool images scored with ``T = 100``, the 10,000
   test images, up to 1,000 labels) to fit 35 runs in about an hour on a busy 2-core CPU (a round cost 15-40 s
   there: the convolutions over the test set and the scored pool dominate).
@@ -46,7 +48,9 @@ Strategies: ``random``, ``entropy``, ``margin``, ``bald``, ``batch_bald``, and t
 ``initial_strategy="random"`` and from ``"typiclust"`` (same seeds, same initial weights), 20 -> 40 labels by
 default, compared paired over seeds (``cold_start.md``/``.json``). On ``mnist`` both initial sets ignore the
 labels (a cold start cannot balance the classes): 20 random images, or the most typical image of each of 20
-k-means clusters of the raw pixels of the whole training set (no pretrained MNIST encoder is at hand).
+k-means clusters of the whole training set in the space of its first 50 principal components of the pixels
+(:class:`PixelPCA`: label-free, and no pretrained MNIST encoder is at hand; k-means on the 784 raw pixels of 58,900
+images took over 5 minutes a seed on the busy CPU).
 """
 
 from __future__ import annotations
@@ -105,15 +109,16 @@ TASKS: dict[str, dict[str, Any]] = {
     "mnist": {
         "initial_labels": 20,
         "query_size": 10,
-        "rounds": 6,
+        "rounds": 5,
         "label_epochs": 30,
         "mc_iterations": 20,
         "batch_size": 128,
         "learning_rate": 1e-3,
         "weight_decay_c": 3.5,
         "pool_size": 500,
-        "test_size": 1000,
+        "test_size": 500,
         "val_size": 100,
+        "batch_bald_draws": 50,
     },
 }
 
@@ -155,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         kind = next(type(settings[name]) for settings in TASKS.values() if name in settings)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="; ".join(defaults))
     parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="mnist: keep a class-stratified random subset of this many training images per seed [all 59,900]",
+    )
+    parser.add_argument(
         "--data", type=Path, default=None, help="mnist: folder of the four MNIST .gz files [../shared/data/MNIST/raw]"
     )
     parser.add_argument("--out", type=Path, default=Path("results/strategy_comparison"))
@@ -184,6 +195,12 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
                 f"--{name.replace('_', '-')} {value} does not apply to --task {args.task}; accepted with: {used}"
             )
         settings[name] = value
+    if args.train_size is not None:
+        if args.task != "mnist":
+            raise SystemExit(
+                f"--train-size {args.train_size} does not apply to --task {args.task}; accepted with: mnist"
+            )
+        settings["train_size"] = args.train_size
     return settings
 
 
@@ -226,6 +243,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str
                 f"--initial-labels {settings['initial_labels']} is invalid for mnist; accepted: a multiple of 10 "
                 "(the initial set is balanced over the 10 classes)"
             )
+        if "train_size" in settings and not 1000 <= settings["train_size"] <= 59_000:
+            raise SystemExit(f"--train-size {settings['train_size']} is invalid; accepted: 1000..59000")
         for name, low, high in (("test_size", 10, 10_000), ("val_size", 10, 10_000)):
             if not low <= settings[name] <= high:
                 flag = name.replace("_", "-")
@@ -312,6 +331,36 @@ class FreshInitFromDataSeed(FreshInitEachRound):
         super().on_train_start(trainer, pl_module)
 
 
+class PixelPCA(torch.nn.Module):
+    """A label-free embedding for the TypiClust cold start: the images' first principal components of the pixels.
+
+    Fitted (covariance and its eigenvectors, in float64) on a random ``sample`` of the training images drawn with
+    ``seed``; it exposes ``embed(x)`` (:mod:`alkit.active.embeddings`' protocol). k-means then works on
+    ``components`` numbers per image instead of 784, which is what makes clustering the whole training set affordable.
+    """
+
+    def __init__(self, images: torch.Tensor, components: int = 50, seed: int = 0, sample: int = 10_000) -> None:
+        import numpy as np
+
+        super().__init__()
+        flat = images.reshape(images.shape[0], -1)
+        if not 1 <= components <= flat.shape[1]:
+            raise ValueError(f"`components={components}` is invalid; accepted: 1..{flat.shape[1]}")
+        rows = np.random.default_rng(seed).choice(flat.shape[0], size=min(sample, flat.shape[0]), replace=False)
+        chosen = flat[torch.from_numpy(np.sort(rows))].double()
+        mean = chosen.mean(0)
+        centred = chosen - mean
+        _, vectors = torch.linalg.eigh(centred.T @ centred / max(chosen.shape[0] - 1, 1))
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("components", vectors[:, -components:].flip(1).float().contiguous())
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(x.shape[0], -1) - self.mean) @ self.components
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+
 def mnist_task(
     settings: dict[str, Any], data_dir: Path | None, cold_start: bool
 ) -> tuple[Any, Any, Any, dict[str, Any]]:
@@ -319,7 +368,8 @@ def mnist_task(
 
     Returns ``(data, make_model, datamodule_kwargs, trainer_kwargs)``: ``data(seed)`` draws the seed's validation
     set (the test subset is fixed); ``datamodule_kwargs(seed)`` draws the seed's class-balanced initial labels
-    (``initial_labels / 10`` per class) unless ``cold_start``, where the datamodule draws them itself.
+    (``initial_labels / 10`` per class) unless ``cold_start``, where the datamodule draws them itself (TypiClust
+    on :class:`PixelPCA`'s embedding).
     """
     import numpy as np
     from _gal_model import GalCNN
@@ -337,7 +387,7 @@ def mnist_task(
             loaded.clear()  # one seed's data in memory at a time
             loaded[seed] = MNISTActiveData(
                 raw, val_size=settings["val_size"], test_size=settings["test_size"],
-                batch_size=settings["batch_size"], seed=seed,
+                batch_size=settings["batch_size"], seed=seed, train_size=settings.get("train_size"),
             )  # fmt: skip
         return loaded[seed]
 
@@ -348,7 +398,7 @@ def mnist_task(
 
     def datamodule_kwargs(seed: int) -> dict[str, Any]:
         if cold_start:
-            return dict(common)
+            return {**common, "initial_embedding_model": PixelPCA(data(seed).train_images, 50, seed)}
         per_class = settings["initial_labels"] // 10
         mask = balanced_mask(np.asarray(data(seed).train_dataset.targets), per_class, np.random.default_rng(seed))
         return {**common, "map_dataset_to_labelled": lambda dataset: mask}
@@ -421,6 +471,8 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
             if getattr(args, name) is None:
                 setattr(args, name, 2 * value // 5 if args.quick and name == "initial_labels" else value)
     strategies, seeds, settings = check_args(args)
+    if settings.get("batch_bald_draws") is not None and settings["batch_bald_draws"] < 1:
+        raise SystemExit(f"--batch-bald-draws {settings['batch_bald_draws']} is invalid; accepted: an integer >= 1")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     for pattern in (
@@ -439,6 +491,8 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
     elif args.task == "mnist":
         data, make_model, datamodule_kwargs, trainer_kwargs = mnist_task(settings, args.data, args.cold_start)
         initial_num_labels = 0  # the balanced initial set comes with datamodule_kwargs(seed)
+        if args.cold_start:
+            settings["initial_embedding"] = "pixel_pca50"
     else:
         data, make_model = hymenoptera_task(settings, args.out, args.quick)
     if args.cold_start:
@@ -460,10 +514,16 @@ def main(argv: list[str] | None = None) -> StrategyComparison:
         print(f"  {run.strategy:>12} seed {run.seed}: {curve}  AULC {run.aulc:.4f} ({run.seconds:.1f} s)", flush=True)
 
     start = time.perf_counter()
+    chosen: list[Any] = list(strategies)
+    if "batch_bald_draws" in settings:
+        from baal.active.heuristics import BatchBALD
+
+        batch_bald = BatchBALD(settings["query_size"], num_draw=settings["batch_bald_draws"])
+        chosen = [("batch_bald", batch_bald) if name == "batch_bald" else name for name in strategies]
     comparison = compare_strategies(
         data,
         make_model,
-        strategies,
+        chosen,
         seeds,
         rounds=settings["rounds"],
         initial_num_labels=initial_num_labels,

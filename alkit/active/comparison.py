@@ -353,8 +353,11 @@ class StrategyComparison:
 
 
 # ------------------------------------------------------------------------------------------------------ running
-def _strategy_name(strategy: Any) -> str:
-    return strategy if isinstance(strategy, str) else type(strategy).__name__
+def _named(strategy: Any) -> tuple[str, Any]:
+    """``(name, strategy)``: a ``(name, heuristic)`` pair as given, else the name or the instance's class name."""
+    if isinstance(strategy, tuple) and len(strategy) == 2 and isinstance(strategy[0], str):
+        return strategy[0], strategy[1]
+    return (strategy if isinstance(strategy, str) else type(strategy).__name__), strategy
 
 
 def _check_arguments(strategies: Sequence[Any], seeds: Sequence[int], rounds: int, baseline: str | None) -> list[str]:
@@ -364,14 +367,15 @@ def _check_arguments(strategies: Sequence[Any], seeds: Sequence[int], rounds: in
         raise ValueError(f"`strategies` must be a non-empty list of strategy names, got {strategies!r}.")
     names = []
     for strategy in strategies:
+        name, heuristic = _named(strategy)
         try:
-            resolve_heuristic(strategy)
+            resolve_heuristic(heuristic)
         except (ValueError, TypeError) as error:
             raise ValueError(
-                f"`strategies` holds {strategy!r}, which is not a strategy; accepted: {', '.join(HEURISTIC_NAMES)} "
-                "or a BaaL heuristic instance."
+                f"`strategies` holds {strategy!r}, which is not a strategy; accepted: {', '.join(HEURISTIC_NAMES)}, "
+                "a BaaL heuristic instance or a (name, heuristic) pair."
             ) from error
-        names.append(_strategy_name(strategy))
+        names.append(name)
     if len(set(names)) != len(names):
         raise ValueError(f"`strategies` names a strategy twice: {names}.")
     if isinstance(seeds, (str, int)) or not seeds:
@@ -433,7 +437,9 @@ def compare_strategies(
     Args:
         data: the LightningDataModule to label (its test set measures every run), or ``f(seed) -> datamodule``.
         make_model: builds the model (called once per seed, after seeding).
-        strategies: strategy names (any :func:`~alkit.active.resolve_heuristic` accepts) or BaaL heuristics.
+        strategies: strategy names (any :func:`~alkit.active.resolve_heuristic` accepts), BaaL heuristics (named
+            by their class) or ``(name, heuristic)`` pairs (a heuristic with other settings under a name of its own,
+            e.g. ``("batch_bald", BatchBALD(10, num_draw=50))``).
         seeds: distinct seeds; several are needed for intervals and paired tests (5 or more for a useful test).
         rounds: labelling rounds per run (>= 2).
         initial_num_labels, query_size: as in ``ActiveLearningDataModule``.
@@ -492,7 +498,7 @@ def compare_strategies(
             start = time.perf_counter()
             datamodule = ActiveLearningDataModule(
                 seed_data,
-                heuristic=strategy,
+                heuristic=_named(strategy)[1],
                 initial_num_labels=initial_num_labels,
                 query_size=query_size,
                 seed=seed,

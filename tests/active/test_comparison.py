@@ -236,6 +236,18 @@ def test_per_seed_datamodule_arguments_give_each_seed_its_own_initial_set_and_ev
         assert comparison.run("random", seed).num_labelled == (6, 9, 12)
 
 
+def test_a_named_pair_runs_its_heuristic_under_its_name():
+    from baal.active.heuristics import BALD
+
+    comparison = compare_strategies(
+        TinyData(n=40, with_test=True), TinyClassifier, ["random", ("my_bald", BALD())], [0], **SETTINGS
+    )
+    assert comparison.strategies == ["random", "my_bald"]
+    named = compare_strategies(TinyData(n=40, with_test=True), TinyClassifier, ["random", "bald"], [0], **SETTINGS)
+    # the same heuristic as the name "bald" resolves to: the same labels, so the same curve
+    assert comparison.run("my_bald", 0).values == named.run("bald", 0).values
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -157,3 +157,48 @@ def test_bad_mnist_flags_are_refused_before_anything_loads(argv, message):
     with pytest.raises(SystemExit) as error:
         sc.check_args(sc.build_parser().parse_args(argv))
     assert message in str(error.value)
+
+
+def test_pixel_pca_projects_on_the_leading_principal_components_of_the_sample():
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    # 300 "images" of 4x4 pixels whose variance lies mostly along two directions
+    basis = np.linalg.qr(rng.normal(size=(16, 16)))[0]
+    scales = np.array([5.0, 3.0] + [0.1] * 14)
+    flat = (rng.normal(size=(300, 16)) * scales) @ basis.T + 2.0
+    images = torch.from_numpy(flat.reshape(300, 1, 4, 4)).float()
+    pca = sc.PixelPCA(images, components=2, seed=0, sample=300)
+    embedded = pca.embed(images)
+    assert embedded.shape == (300, 2)
+    # the same subspace as numpy's SVD of the centred data, largest component first (signs are arbitrary)
+    centred = flat - flat.mean(0)
+    expected = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    assert np.allclose(np.abs(expected @ pca.components.double().numpy()), np.eye(2), atol=1e-3)
+    assert np.abs(embedded[:, 0].numpy()).std() > np.abs(embedded[:, 1].numpy()).std()
+    with pytest.raises(ValueError, match="`components=17` is invalid; accepted: 1..16"):
+        sc.PixelPCA(images, components=17)
+
+
+@needs_mnist
+def test_mnist_train_size_keeps_a_stratified_subset_drawn_per_seed_and_the_same_test_set():
+    import numpy as np
+    from _mnist import MNISTActiveData
+
+    full = MNISTActiveData(MNIST, val_size=100, test_size=200, seed=3)
+    small, other = (MNISTActiveData(MNIST, val_size=100, test_size=200, seed=s, train_size=2000) for s in (3, 4))
+    assert len(small.train_dataset) == 2000 and len(full.train_dataset) == 59_900
+    counts = np.bincount(np.asarray(small.train_dataset.targets), minlength=10)
+    expected = np.bincount(np.asarray(full.train_dataset.targets), minlength=10) * 2000 / 59_900
+    assert np.all(np.abs(counts - expected) < 1)  # class proportions kept (largest remainders)
+    assert not torch_equal(small.train_images, other.train_images)  # drawn per seed
+    assert torch_equal(small.val_x, full.val_x) and torch_equal(small.test_x, other.test_x)
+    with pytest.raises(ValueError, match="`train_size=5` is invalid; accepted: 10..59900 or None"):
+        MNISTActiveData(MNIST, val_size=100, test_size=200, train_size=5)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
