@@ -61,8 +61,10 @@ class Selection(NamedTuple):
     scores: np.ndarray
 
 
-def _as_matrix(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
+def _as_matrix(name: str, value: Any, keep_float32: bool = False) -> np.ndarray:
+    """A 2-D float64 array; with ``keep_float32``, float32 input stays float32 (no copy of twice its size)."""
+    array = np.asarray(value)
+    array = array if keep_float32 and array.dtype == np.float32 else array.astype(np.float64, copy=False)
     if array.ndim != 2:
         raise ValueError(f"`{name}` must be a 2-D array [n_samples, n_features], got shape {array.shape}.")
     return array
@@ -83,21 +85,25 @@ def k_center_greedy(
     """Greedy k-center: ``count`` pool positions, each the farthest (Euclidean) from the centres chosen so far.
 
     The centres start as ``centres`` (the labelled samples' embeddings); with none, the first pick is drawn with
-    ``rng``. Memory is ``O(N)`` beyond the inputs: the distance of each pool sample to its nearest centre is kept
-    and lowered after each pick, from ``||x||^2 + ||c||^2 - 2 x.c`` (one matrix-vector product, no ``N x d``
-    temporary). ``scores`` are those distances before any pick.
+    ``rng``. Memory is ``O(N)`` beyond the inputs: the squared distance of each pool sample to its nearest centre is
+    kept and lowered after each pick, from ``||x||^2 + ||c||^2 - 2 x.c`` (one matrix-vector product, no ``N x d``
+    temporary). That product reads the whole pool once per pick and is the cost of the loop, so float32 embeddings
+    (what :func:`alkit.active.embeddings.compute_embeddings` returns) are used as they are, not copied to float64:
+    half the memory traffic; the norms and the distances are accumulated in float64. ``scores`` are the distances
+    before any pick.
     """
-    pool = _as_matrix("pool", pool)
+    pool = _as_matrix("pool", pool, keep_float32=True)
     centres = _as_matrix("centres", centres) if np.size(centres) else np.zeros((0, pool.shape[1]))
     count = _check_count(count, pool.shape[0])
     if centres.shape[0]:
         if centres.shape[1] != pool.shape[1]:
             raise ValueError(f"`centres` have {centres.shape[1]} features but the pool has {pool.shape[1]}.")
-        _, nearest = pairwise_distances_argmin_min(pool, centres)
+        _, nearest = pairwise_distances_argmin_min(pool, centres.astype(pool.dtype, copy=False))
+        scores = nearest.astype(np.float64)
+        nearest = scores**2
     else:
-        nearest = np.full(pool.shape[0], np.inf)
-    scores = nearest.copy()
-    squared = np.einsum("ij,ij->i", pool, pool)
+        scores = nearest = np.full(pool.shape[0], np.inf)
+    squared = _squared_norms(pool)
     picks: list[int] = []
     for _ in range(count):
         if np.isinf(nearest).all():  # no centre yet
@@ -105,11 +111,11 @@ def k_center_greedy(
         else:
             pick = int(np.argmax(nearest))
         picks.append(pick)
-        to_pick = np.sqrt(np.maximum(squared + squared[pick] - 2.0 * (pool @ pool[pick]), 0.0))
+        to_pick = np.maximum(squared + squared[pick] - 2.0 * (pool @ pool[pick]), 0.0)
         nearest = np.minimum(nearest, to_pick)
         nearest[picks] = -1.0  # never picked twice, even among exact duplicates
     if np.isinf(scores).all() and picks:  # no labelled sample: distance to the first pick instead
-        scores = np.linalg.norm(pool - pool[picks[0]], axis=1)
+        scores = np.linalg.norm(pool - pool[picks[0]], axis=1).astype(np.float64)
     return Selection(np.asarray(picks, dtype=np.int64), scores)
 
 
@@ -118,9 +124,10 @@ def gradient_embedding_factors(probabilities: np.ndarray, embeddings: np.ndarray
 
     ``a`` is the gradient of the cross-entropy with respect to the logits when the label is the predicted class;
     ``h`` is the input of the last linear layer, so ``a (x) h`` is the gradient with respect to its weights.
+    Float32 embeddings are returned as they are (see :func:`k_center_greedy` for why).
     """
     probabilities = _as_matrix("probabilities", probabilities)
-    embeddings = _as_matrix("embeddings", embeddings)
+    embeddings = _as_matrix("embeddings", embeddings, keep_float32=True)
     if probabilities.shape[0] != embeddings.shape[0]:
         raise ValueError(
             f"{probabilities.shape[0]} probability rows but {embeddings.shape[0]} embeddings: one of each per sample."
@@ -130,13 +137,26 @@ def gradient_embedding_factors(probabilities: np.ndarray, embeddings: np.ndarray
     return factors, embeddings
 
 
+def _squared_norms(rows: np.ndarray) -> np.ndarray:
+    """Row norms squared, accumulated in float64 whatever the rows' precision (float32 rows: by blocks of rows,
+    so the float64 copy is one block, not the matrix)."""
+    if rows.dtype == np.float64:
+        return np.einsum("ij,ij->i", rows, rows)
+    norms = np.empty(rows.shape[0])
+    for start in range(0, rows.shape[0], 4096):
+        block = rows[start : start + 4096].astype(np.float64)
+        norms[start : start + 4096] = np.einsum("ij,ij->i", block, block)
+    return norms
+
+
 def badge_distances(
     factors: np.ndarray, embeddings: np.ndarray, centre: int, squared_norms: np.ndarray | None = None
 ) -> np.ndarray:
     """Squared distances ``||g_i - g_centre||^2`` of every sample to one, without forming any ``g`` (module doc)."""
     if squared_norms is None:
-        squared_norms = np.einsum("ij,ij->i", factors, factors) * np.einsum("ij,ij->i", embeddings, embeddings)
-    cross = (factors @ factors[centre]) * (embeddings @ embeddings[centre])
+        squared_norms = np.einsum("ij,ij->i", factors, factors) * _squared_norms(embeddings)
+    # (einsum: faster than BLAS's matrix-vector product for the C-column factors)
+    cross = np.einsum("ij,j->i", factors, factors[centre]) * (embeddings @ embeddings[centre])
     return np.maximum(squared_norms + squared_norms[centre] - 2.0 * cross, 0.0)
 
 
@@ -144,7 +164,7 @@ def _badge_select(probabilities: np.ndarray, embeddings: np.ndarray, count: int,
     """k-means++ seeding on gradient embeddings (Ash et al.'s ``init_centers``): largest norm first, then D^2."""
     factors, embeddings = gradient_embedding_factors(probabilities, embeddings)
     count = _check_count(count, factors.shape[0])
-    squared_norms = np.einsum("ij,ij->i", factors, factors) * np.einsum("ij,ij->i", embeddings, embeddings)
+    squared_norms = np.einsum("ij,ij->i", factors, factors) * _squared_norms(embeddings)
     if count == 0:
         return Selection(np.zeros(0, dtype=np.int64), np.sqrt(squared_norms))
     picks = [int(np.argmax(squared_norms))]
