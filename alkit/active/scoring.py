@@ -216,9 +216,12 @@ def _mc_probabilities(
     the backbone's output for ``inputs`` when the caller already has it.
     """
     batch_size = _batch_size_of(inputs)
+    # The softmax runs once on the [b, C, ..., I] array, not on each [b, C] pass: over the class dimension with the
+    # I passes innermost it is several times faster on CPU than over a short last dimension (C = 10: 7x), and for a
+    # cheap head it was the largest cost after dropout.
     if split is None:
-        passes = [_to_probabilities(_check_logits(model(inputs), batch_size), model_outputs) for _ in range(iterations)]
-        yield torch.stack(passes, dim=-1)  # [B, C, ..., I]
+        passes = [_check_logits(model(inputs), batch_size) for _ in range(iterations)]
+        yield _to_probabilities(torch.stack(passes, dim=-1), model_outputs)  # [B, C, ..., I]
         return
     features = split.features(inputs) if features is None else features
     per_chunk = max(1, _MAX_REPLICATED_ROWS // iterations)
@@ -226,8 +229,9 @@ def _mc_probabilities(
         chunk = features[start : start + per_chunk]
         rows = chunk.shape[0]
         replicated = chunk.repeat(iterations, *([1] * (chunk.ndim - 1)))  # [I * b, ...], iteration-major
-        probabilities = _to_probabilities(_check_logits(split.head(replicated), iterations * rows), model_outputs)
-        yield probabilities.reshape(iterations, rows, *probabilities.shape[1:]).movedim(0, -1)  # [b, C, ..., I]
+        outputs = _check_logits(split.head(replicated), iterations * rows)
+        outputs = outputs.reshape(iterations, rows, *outputs.shape[1:]).movedim(0, -1)  # [b, C, ..., I]
+        yield _to_probabilities(outputs, model_outputs)
 
 
 def _model_device(model: nn.Module) -> torch.device:
