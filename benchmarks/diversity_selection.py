@@ -247,13 +247,17 @@ def main() -> None:
 
     low, high = min(args.sizes), max(args.sizes)
     if low != high:
-        print(f"\nmemory growth {low} -> {high} ({high / low:.0f}x samples; linear in N = {high / low:.0f}x):")
+        print(
+            f"\nmemory growth {low} -> {high} ({high / low:.0f}x samples; linear in N = {high / low:.0f}x, less where "
+            "a fixed part dominates; the bytes per added sample are the O(N) part):"
+        )
         for method in header:
             a, b = ok(method, low), ok(method, high)
             if a and b:
                 print(
                     f"  {method:<20} memory {b['peak_mib'] / max(a['peak_mib'], 1e-9):6.1f}x, "
-                    f"time {b['seconds'] / a['seconds']:6.1f}x"
+                    f"time {b['seconds'] / a['seconds']:6.1f}x; memory per added pool sample "
+                    f"{(b['peak_mib'] - a['peak_mib']) * 2**20 / (high - low):9.0f} bytes"
                 )
     if not reason:
         for ours, theirs in zip(ALKIT, SKACTIVEML):

@@ -187,24 +187,26 @@ def memory_child(method: str, iterations: int, pool: int, batch_size: int) -> No
         reset = True
     except OSError:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     if method == "alkit":
         scores = alkit_scores(model, loader, iterations)
     else:
         scores = straightforward_scores(model, dataset, batch_size, iterations)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     peak = _rss_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert scores.shape == (pool,)
-    print(json.dumps({"peak_increase_mib": (peak - before) / 1024, "seconds": seconds}))
+    print(json.dumps({"peak_increase_mib": (peak - before) / 1024, "seconds": seconds, "cpu_seconds": cpu}))
 
 
 def memory_comparison(args: argparse.Namespace) -> None:
     print(
         f"\n== Peak memory: {args.memory_pool} samples x 32 features, Linear-ReLU backbone + Dropout/Linear head "
-        f"(10 classes), BALD, batch {args.memory_batch_size}; peak RSS increase during scoring, fresh process each =="
+        f"(10 classes), BALD, batch {args.memory_batch_size}; peak RSS increase during scoring, wall / CPU seconds, "
+        "fresh process each =="
     )
-    print(f"{'method':<16} {'I':>3} {'peak increase':>14} {'time':>8}")
+    print(f"{'method':<16} {'I':>3} {'peak increase':>14} {'wall / CPU time':>18}")
     results: dict[tuple[str, int], float] = {}
+    times: dict[tuple[str, int], tuple[float, float]] = {}
     for method in ("alkit", "straightforward"):
         for iterations in args.iterations:
             command = [
@@ -222,10 +224,18 @@ def memory_comparison(args: argparse.Namespace) -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured = json.loads(output.strip().splitlines()[-1])
             results[(method, iterations)] = measured["peak_increase_mib"]
+            times[(method, iterations)] = (measured["seconds"], measured["cpu_seconds"])
             print(
-                f"{method:<16} {iterations:>3} {measured['peak_increase_mib']:>10.1f} MiB {measured['seconds']:>6.1f} s"
+                f"{method:<16} {iterations:>3} {measured['peak_increase_mib']:>10.1f} MiB "
+                f"{measured['seconds']:>7.1f} / {measured['cpu_seconds']:>6.1f} s"
             )
     low, high = min(args.iterations), max(args.iterations)
+    for iterations in args.iterations:
+        (wall, cpu), (wall_ref, cpu_ref) = times[("alkit", iterations)], times[("straightforward", iterations)]
+        print(
+            f"I={iterations}: straightforward / alkit time = {wall_ref / wall:.2f}x wall, {cpu_ref / cpu:.2f}x CPU "
+            "(target >= 1)"
+        )
     for method in ("alkit", "straightforward"):
         print(
             f"{method}: peak at I={high} / peak at I={low} = "
