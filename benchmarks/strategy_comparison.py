@@ -5,6 +5,8 @@
     python benchmarks/strategy_comparison.py --task digits --seeds 5 --out results/strategy_comparison/digits
     python benchmarks/strategy_comparison.py --task hymenoptera --seeds 5 --out results/strategy_comparison/hymenoptera
     python benchmarks/strategy_comparison.py --dataset mnist --seeds 5 --out results/strategy_comparison/mnist
+    python benchmarks/strategy_comparison.py --dataset mnist --cold-start --train-size 10000 --seeds 5 \
+        --out results/strategy_comparison/mnist/cold_start
     python benchmarks/strategy_comparison.py --quick --out /tmp/strategy_comparison     # seconds: a smoke test
 
 Each seed gives every strategy the same initial labels, the same initial weights and the same test set

@@ -202,3 +202,18 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+@needs_mnist
+def test_mnist_cold_start_pairs_a_typiclust_initial_set_with_a_random_one(tmp_path):
+    out = tmp_path / "cold"
+    argv = ["--dataset", "mnist", "--cold-start", "--quick", "--train-size", "2000", "--data", str(MNIST)]
+    comparison = sc.main([*argv, "--out", str(out)])
+    assert comparison.strategies == ["random start", "typiclust start"] and comparison.seeds == [0, 1]
+    for seed in comparison.seeds:
+        random_start, typical_start = comparison.run("random start", seed), comparison.run("typiclust start", seed)
+        assert random_start.initial_weights == typical_start.initial_weights
+        assert random_start.initial_labels != typical_start.initial_labels
+        assert all(index < 2000 for index in typical_start.initial_labels + random_start.initial_labels)
+        assert random_start.num_labelled == typical_start.num_labelled == (8, 18, 28)
+    assert "typiclust start is " in (out / "cold_start.md").read_text()
