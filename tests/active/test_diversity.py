@@ -96,6 +96,37 @@ def test_badge_memory_grows_with_n_times_c_plus_d_not_n_times_c_times_d():
     assert peak < explicit_bytes / 4, (peak, explicit_bytes)
 
 
+@pytest.mark.parametrize("strategy", ["coreset", "badge"])
+def test_float32_embeddings_are_not_copied_to_float64_and_select_as_float64_ones_do(strategy):
+    """float32 embeddings (what compute_embeddings returns) are read as they are: no float64 copy of the pool,
+    and each pick is the farthest sample up to float32 rounding (relative 1e-4, far above it)."""
+    n, d = 20_000, 64
+    rng = np.random.default_rng(4)
+    pool, labelled = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(5, d)).astype(np.float32)
+    probabilities = softmax(rng.normal(size=(n, 10)))
+    tracemalloc.start()
+    try:
+        if strategy == "coreset":
+            picks = k_center_greedy(pool, labelled, 5).positions
+        else:
+            picks = _badge_select(probabilities, pool, 5, np.random.default_rng(0)).positions
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * pool.nbytes, (peak, pool.nbytes)  # what a float64 copy of the pool alone would take
+    exact = pool.astype(np.float64)
+    if strategy == "coreset":
+        centres = labelled.astype(np.float64)
+        for pick in picks:
+            nearest = np.sqrt(((exact[:, None] - centres[None]) ** 2).sum(axis=2)).min(axis=1)
+            assert nearest[pick] >= nearest.max() * (1 - 1e-4)
+            centres = np.concatenate([centres, exact[pick : pick + 1]])
+    else:
+        factors, _ = gradient_embedding_factors(probabilities, exact)
+        norms = np.einsum("ij,ij->i", factors, factors) * np.einsum("ij,ij->i", exact, exact)
+        assert norms[picks[0]] >= norms.max() * (1 - 1e-4)
+
+
 # ---- TypiClust ---------------------------------------------------------------------------------------------------
 def test_typiclust_picks_the_centre_of_each_cluster():
     points, middles = grid_blobs([(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)])
