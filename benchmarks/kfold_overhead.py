@@ -4,8 +4,12 @@ Same data (scikit-learn's digits, no download), same model, same number of folds
 set tested after every fold, no ensemble. The naive loop is what a user writes without alkit: for each fold a new
 ``Trainer``, ``fit`` on the fold (validating on its held-out part), ``test`` on the test set. ``kfold_fit`` also saves
 one checkpoint per fold (the ensemble and resuming need it), restores the initial weights per fold, rebuilds
-optimizers and writes ``kfold_result.json``. The peers, when importable (they need the ``lightning`` namespace, so
-run with ``ALKIT_LIGHTNING=lightning``; else their columns are skipped and the reason printed):
+optimizers and writes ``kfold_result.json``. ``naive (datamodule)`` is the same loop handing each fold's loaders to
+Lightning as a datamodule, as ``kfold_fit`` does: Lightning then looks up, for every batch, whether the datamodule
+or the model overrides the batch-transfer hooks (six ``is_overridden`` calls a batch), work a loop given plain
+DataLoaders skips; the two naive columns apart measure that cost. The peers, when importable (they need the
+``lightning`` namespace, so run with ``ALKIT_LIGHTNING=lightning``; else their columns are skipped and the reason
+printed):
 
 - ``pl-crossvalidate``: ``KFoldTrainer.cross_validate``; it needs a logger (a ``CSVLogger`` here), tests each fold
   model on its held-out fold and validates on the datamodule's validation set (the test set here);
@@ -110,20 +114,38 @@ class DigitsData(pl.LightningDataModule):
         return DataLoader(self.test_set, batch_size=BATCH_SIZE)
 
 
-def naive(model: pl.LightningModule, epochs: int, root: str) -> list[float]:
-    """A fresh Trainer per fold: fit on the fold, test on the test set."""
+class FoldData(pl.LightningDataModule):
+    """One fold's training and held-out parts and the test set: the naive loop's loaders, as a datamodule."""
+
+    def __init__(self, train_set: TensorDataset, test_set: TensorDataset, train: list[int], held_out: list[int]):
+        super().__init__()
+        self.train_part, self.held_out, self.test_set = Subset(train_set, train), Subset(train_set, held_out), test_set
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_part, batch_size=BATCH_SIZE, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.held_out, batch_size=BATCH_SIZE)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=BATCH_SIZE)
+
+
+def naive(model: pl.LightningModule, epochs: int, root: str, *, datamodule: bool = False) -> list[float]:
+    """A fresh Trainer per fold: fit on the fold, test on the test set (loaders given as such, or in a datamodule)."""
     train_set, test_set = digits()
     folds = make_folds(len(train_set), K, seed=0)
     test_acc = []
     for fold in folds:
         fold_model = copy.deepcopy(model)
         trainer = pl.Trainer(max_epochs=epochs, default_root_dir=root, **QUIET)
-        trainer.fit(
-            fold_model,
-            DataLoader(Subset(train_set, fold.train_indices.tolist()), batch_size=BATCH_SIZE, shuffle=True),
-            DataLoader(Subset(train_set, fold.val_indices.tolist()), batch_size=BATCH_SIZE),
-        )
-        (metrics,) = trainer.test(fold_model, DataLoader(test_set, batch_size=BATCH_SIZE), verbose=False)
+        data = FoldData(train_set, test_set, fold.train_indices.tolist(), fold.val_indices.tolist())
+        if datamodule:
+            trainer.fit(fold_model, datamodule=data)
+            (metrics,) = trainer.test(fold_model, datamodule=data, verbose=False)
+        else:
+            trainer.fit(fold_model, data.train_dataloader(), data.val_dataloader())
+            (metrics,) = trainer.test(fold_model, data.test_dataloader(), verbose=False)
         test_acc.append(metrics["test_acc"])
     return test_acc
 
@@ -217,10 +239,13 @@ def compare(runs: dict[str, Callable[[str], list[float]]], rounds: int, baseline
             walls[name].append(wall)
             cpus[name].append(cpu)
     base_wall, base_cpu = statistics.median(walls[baseline]), statistics.median(cpus[baseline])
+    medians = {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in names}
     print(f"{'':<22} {'wall (median)':>13} {'/ ' + baseline:>13} {'CPU (median)':>13} {'/ ' + baseline:>13}")
-    for name in names:
-        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+    for name, (wall, cpu) in medians.items():
         print(f"  {name:<20} {wall:11.2f} s {wall / base_wall:13.3f} {cpu:11.2f} s {cpu / base_cpu:13.3f}")
+    if "kfold_fit" in medians and "naive (datamodule)" in medians:
+        (wall, cpu), (dm_wall, dm_cpu) = medians["kfold_fit"], medians["naive (datamodule)"]
+        print(f"kfold_fit / naive (datamodule): wall {wall / dm_wall:.3f}, CPU {cpu / dm_cpu:.3f}")
     print("per-fold test accuracy (last round) and wall times of every round:")
     for name in names:
         folds = " ".join(f"{a:.3f}" for a in accuracy[name])
@@ -253,6 +278,8 @@ def count_instructions(arguments: list[str]) -> None:
     print(f"{'':<22} {'instructions':>16} {'/ naive':>9}")
     for label, count in counts.items():
         print(f"  {label:<20} {count:16,d} {count / counts['naive']:9.3f}")
+    if "naive_(datamodule)" in counts:
+        print(f"kfold_fit / naive (datamodule): {counts['kfold_fit'] / counts['naive_(datamodule)']:.3f}")
 
 
 def columns(
@@ -262,6 +289,7 @@ def columns(
     peers, skipped = peer_runs()
     runs = {
         "naive": lambda root: naive(model, epochs, root),
+        "naive (datamodule)": lambda root: naive(model, epochs, root, datamodule=True),
         "kfold_fit": lambda root: alkit_kfold(model, epochs, root, ensemble=False, oof=False),
     }
     if oof:
