@@ -53,6 +53,10 @@ _LOADER_SETTINGS = (
 )
 
 
+#: Lightning's per-batch datamodule hooks that a wrapped datamodule may override.
+_BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
 class BaseKFoldDataModule(pl.LightningDataModule, ABC):
     """What ``KFoldLoop`` needs from a datamodule: compute the folds once, then switch to one fold at a time.
 
@@ -139,8 +143,33 @@ class KFoldDataModule(BaseKFoldDataModule):
         self._train_fold: Dataset | None = None
         self._val_fold: Dataset | None = None
         self._has_test_data: bool | None = None
+        self._forward_batch_transfer_hooks()
 
     # ------------------------------------------------------------------ Lightning hooks, forwarded
+    @property
+    def trainer(self) -> Any:
+        return self.__dict__.get("_trainer")
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        # The wrapped datamodule's hooks (and anything else it does with ``self.trainer``) run under the same
+        # trainer as the folds it serves.
+        self.__dict__["_trainer"] = trainer
+        if "datamodule" in self.__dict__:
+            self.datamodule.trainer = trainer
+
+    def _forward_batch_transfer_hooks(self) -> None:
+        """Hand Lightning the wrapped datamodule's batch-transfer hooks, exactly those it overrides.
+
+        Lightning calls a datamodule's ``on_before_batch_transfer`` / ``transfer_batch_to_device`` /
+        ``on_after_batch_transfer`` (GPU augmentation, custom batch types) only when they are overridden; without
+        this a user's hooks would be silently skipped under k-fold. Binding only the overridden ones keeps the
+        others Lightning's defaults, so a datamodule without such hooks costs nothing more per batch.
+        """
+        for name in _BATCH_TRANSFER_HOOKS:
+            if pl.utilities.model_helpers.is_overridden(name, self.datamodule, pl.LightningDataModule):
+                setattr(self, name, getattr(self.datamodule, name))
+
     def prepare_data(self) -> None:
         self.datamodule.prepare_data()
 

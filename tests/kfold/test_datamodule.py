@@ -352,3 +352,59 @@ def test_a_seeded_wrapped_loader_gives_each_fold_its_own_reproducible_order():
 
     np.testing.assert_array_equal(order(1), order(1))  # no matter what ran before
     assert not np.array_equal(np.sort(order(0)), np.sort(order(1)))
+
+
+class _AugmentingData(_DataModule):
+    """A datamodule whose batch-transfer hook marks every training batch and records the trainer it ran under."""
+
+    def __init__(self, n: int = 40) -> None:
+        super().__init__(n=n)
+        self.trainers_seen: list = []
+        self.batches_seen = 0
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        self.batches_seen += 1
+        self.trainers_seen.append(self.trainer)
+        return batch
+
+
+class _CountingModel(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(1, 4)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_the_wrapped_datamodules_batch_transfer_hooks_run_under_the_kfold_trainer(tmp_path):
+    import alkit
+    from alkit.kfold import kfold_fit
+
+    wrapped, model = _AugmentingData(n=40), _CountingModel()
+    trainer = alkit.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    kfold_fit(model, wrapped, k=2, trainer=trainer, ensemble=False, oof=False)
+    # each fold trains on 20 samples in batches of 7 (3 batches) and validates on 20 (3 more): every one of them
+    # went through the user's hook, under the trainer running the folds
+    assert wrapped.batches_seen >= 2 * (3 + 3)
+    assert set(map(id, wrapped.trainers_seen)) == {id(trainer)}
+
+
+def test_a_datamodule_without_batch_transfer_hooks_leaves_lightnings_defaults():
+    dm = KFoldDataModule(_DataModule(n=40), k=2)
+    for name in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
+        assert not pl.utilities.model_helpers.is_overridden(name, dm, pl.LightningDataModule)
