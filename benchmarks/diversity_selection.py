@@ -31,13 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _peak_memory import PeakRSS  # noqa: E402
 
 ALKIT = ("alkit CoreSet", "alkit BADGE")
 SKACTIVEML = ("skactiveml CoreSet", "skactiveml Badge")
@@ -132,17 +136,6 @@ def selection_call(method: str, inputs: dict[str, np.ndarray], picks: int) -> Ca
     return lambda: [int(i) for i in strategy.query(embeddings, targets, classifier, fit_clf=False, batch_size=picks)]
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def child(args: argparse.Namespace) -> None:
     """One measurement in this (fresh) process; prints one JSON line."""
     method, n = args.child, args.child_n
@@ -150,20 +143,11 @@ def child(args: argparse.Namespace) -> None:
     selection_call(method, small, 4)()  # warm-up: imports, lazy allocations, BLAS threads
     inputs = make_inputs(n, args.dim, args.classes, args.labelled)
     call = selection_call(method, inputs, args.picks)
-    before = _status_kib("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-        exact = True
-    except OSError:
-        exact = False
-    start = time.perf_counter()
-    picks = call()
-    seconds = time.perf_counter() - start
-    if exact and before is not None:
-        peak_mib = (_status_kib("VmHWM") - before) / 1024
-    else:  # peak of the whole process, the inputs included
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with PeakRSS() as peak:
+        start = time.perf_counter()
+        picks = call()
+        seconds = time.perf_counter() - start
+    peak_mib = peak.increase_mib
     extra = {}
     if method.endswith("CoreSet"):  # the farthest pool sample from the labelled set, for the property check
         embeddings, labelled = inputs["embeddings"].astype(np.float64), inputs["labelled"].astype(np.float64)
@@ -176,7 +160,7 @@ def child(args: argparse.Namespace) -> None:
             "ij,ij->i", inputs["embeddings"].astype(np.float64), inputs["embeddings"].astype(np.float64)
         )
         extra["largest_norm"] = int(np.argmax(norms))
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "exact_peak": exact, "picks": picks, **extra}))
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "exact_peak": peak.exact, "picks": picks, **extra}))
 
 
 def measure(args: argparse.Namespace, method: str, n: int) -> dict:

@@ -22,12 +22,12 @@ import argparse
 import copy
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 import warnings
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +38,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from alkit.active.scoring import mc_dropout, score_pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _peak_memory import PeakRSS  # noqa: E402
 
 
 def _quiet_baal_logs() -> None:
@@ -162,40 +166,21 @@ def time_comparison(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # memory (each measurement in a fresh process)
 # ----------------------------------------------------------------------------------------------------------------
-def _rss_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def memory_child(method: str, iterations: int, pool: int, batch_size: int) -> None:
     torch.manual_seed(0)
     model = TinyFeatureModel().eval()
     dataset = TensorDataset(torch.randn(pool, 32), torch.zeros(pool, dtype=torch.long))
     loader = DataLoader(dataset, batch_size=batch_size)
     alkit_scores(model, DataLoader(TensorDataset(torch.randn(64, 32), torch.zeros(64)), batch_size=32), 2)  # warm
-    before = _rss_kib("VmRSS")
-    reset = False
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-        reset = True
-    except OSError:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start, start_cpu = time.perf_counter(), time.process_time()
-    if method == "alkit":
-        scores = alkit_scores(model, loader, iterations)
-    else:
-        scores = straightforward_scores(model, dataset, batch_size, iterations)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    peak = _rss_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with PeakRSS() as peak:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        if method == "alkit":
+            scores = alkit_scores(model, loader, iterations)
+        else:
+            scores = straightforward_scores(model, dataset, batch_size, iterations)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     assert scores.shape == (pool,)
-    print(json.dumps({"peak_increase_mib": (peak - before) / 1024, "seconds": seconds, "cpu_seconds": cpu}))
+    print(json.dumps({"peak_increase_mib": peak.increase_mib, "seconds": seconds, "cpu_seconds": cpu}))
 
 
 def memory_comparison(args: argparse.Namespace) -> None:
