@@ -142,6 +142,28 @@ def on_before_batch_transfer(trainer: Any, batch: Any, dataloader_idx: int = 0) 
     return trainer.lightning_module._on_before_batch_transfer(batch, dataloader_idx=dataloader_idx)
 
 
+BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+def dispatch_batch_hooks_to_model(trainer: Any) -> bool:
+    """Let Lightning call the model's batch-transfer hooks directly when the attached datamodule overrides none.
+
+    With a datamodule attached, Lightning asks for each of the three hooks on every batch whether the datamodule
+    (then the model) overrides it: six look-ups a batch, 3 % of a small model's run. When the datamodule overrides
+    none, the answer is the model every time, so the hook selector is told there is no datamodule to ask. Returns
+    whether it was.
+    """
+    selector = getattr(getattr(trainer, "_data_connector", None), "_datahook_selector", None)
+    datamodule = getattr(selector, "datamodule", None)
+    if datamodule is None:
+        return False
+    overrides = pl.utilities.model_helpers.is_overridden
+    if any(overrides(hook, datamodule, pl.LightningDataModule) for hook in BATCH_TRANSFER_HOOKS):
+        return False
+    selector.datamodule = None
+    return True
+
+
 @contextlib.contextmanager
 def multiple_optimizers_validator(validate: Callable[[list, Any], None]) -> Iterator[None]:
     """Replace Lightning's check that refuses several optimizers under automatic optimization while in the block.

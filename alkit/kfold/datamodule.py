@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 
+from alkit._seam import BATCH_TRANSFER_HOOKS
 from alkit.kfold.folds import Fold, Folds, folds_fingerprint
 from alkit.kfold.splits import DEFAULT_K, make_folds, read_targets, resolve_cv, splitter_needs_targets
 from alkit.lightning import check_namespace, pl
@@ -51,10 +52,6 @@ _LOADER_SETTINGS = (
     "pin_memory_device",
     "in_order",
 )
-
-
-#: Lightning's per-batch datamodule hooks that a wrapped datamodule may override.
-_BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 
 
 class BaseKFoldDataModule(pl.LightningDataModule, ABC):
@@ -166,7 +163,7 @@ class KFoldDataModule(BaseKFoldDataModule):
         this a user's hooks would be silently skipped under k-fold. Binding only the overridden ones keeps the
         others Lightning's defaults, so a datamodule without such hooks costs nothing more per batch.
         """
-        for name in _BATCH_TRANSFER_HOOKS:
+        for name in BATCH_TRANSFER_HOOKS:
             if pl.utilities.model_helpers.is_overridden(name, self.datamodule, pl.LightningDataModule):
                 setattr(self, name, getattr(self.datamodule, name))
 

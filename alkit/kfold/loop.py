@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from alkit import _seam
 from alkit._rng import global_seed, reseed
 from alkit.kfold.datamodule import BaseKFoldDataModule, folds_fingerprint
 from alkit.kfold.ensemble import EnsembleVotingModel
@@ -131,6 +132,7 @@ class KFoldLoop(FitWrapperLoop):
         trainer = self.trainer
         self._check_trainer_settings()
         datamodule = self._datamodule()
+        _seam.dispatch_batch_hooks_to_model(trainer)
         datamodule.setup_folds(self.num_folds)
         if self.oof:  # a model whose predictions cannot be placed is refused before the first fold trains
             check_predictions(trainer, datamodule)

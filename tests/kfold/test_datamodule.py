@@ -408,3 +408,31 @@ def test_a_datamodule_without_batch_transfer_hooks_leaves_lightnings_defaults():
     dm = KFoldDataModule(_DataModule(n=40), k=2)
     for name in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
         assert not pl.utilities.model_helpers.is_overridden(name, dm, pl.LightningDataModule)
+
+
+class _ModelWithTransferHook(_CountingModel):
+    hook_calls = 0  # on the class: kfold_fit trains copies of the model it is given
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        type(self).hook_calls += 1
+        return batch
+
+
+def test_the_models_batch_transfer_hook_runs_when_the_datamodule_has_none(tmp_path):
+    import alkit
+    from alkit.kfold import kfold_fit
+
+    model = _ModelWithTransferHook()
+    _ModelWithTransferHook.hook_calls = 0
+    trainer = alkit.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    kfold_fit(model, _DataModule(n=40), k=2, trainer=trainer, ensemble=False, oof=False)
+    # Lightning then asks the model directly, without looking at the datamodule on every batch
+    assert trainer._data_connector._datahook_selector.datamodule is None
+    assert _ModelWithTransferHook.hook_calls >= 2 * (3 + 3)
