@@ -384,19 +384,24 @@ class _CountingModel(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_the_wrapped_datamodules_batch_transfer_hooks_run_under_the_kfold_trainer(tmp_path):
+def _quiet_trainer(root):
     import alkit
-    from alkit.kfold import kfold_fit
 
-    wrapped, model = _AugmentingData(n=40), _CountingModel()
-    trainer = alkit.Trainer(
+    return alkit.Trainer(
         max_epochs=1,
-        default_root_dir=tmp_path,
+        default_root_dir=root,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+
+
+def test_the_wrapped_datamodules_batch_transfer_hooks_run_under_the_kfold_trainer(tmp_path):
+    from alkit.kfold import kfold_fit
+
+    wrapped, model = _AugmentingData(n=40), _CountingModel()
+    trainer = _quiet_trainer(tmp_path)
     kfold_fit(model, wrapped, k=2, trainer=trainer, ensemble=False, oof=False)
     # each fold trains on 20 samples in batches of 7 (3 batches) and validates on 20 (3 more): every one of them
     # went through the user's hook, under the trainer running the folds
@@ -419,19 +424,11 @@ class _ModelWithTransferHook(_CountingModel):
 
 
 def test_the_models_batch_transfer_hook_runs_when_the_datamodule_has_none(tmp_path):
-    import alkit
     from alkit.kfold import kfold_fit
 
     model = _ModelWithTransferHook()
     _ModelWithTransferHook.hook_calls = 0
-    trainer = alkit.Trainer(
-        max_epochs=1,
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = _quiet_trainer(tmp_path)
     kfold_fit(model, _DataModule(n=40), k=2, trainer=trainer, ensemble=False, oof=False)
     # Lightning then asks the model directly, without looking at the datamodule on every batch
     assert trainer._data_connector._datahook_selector.datamodule is None
