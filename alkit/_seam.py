@@ -145,6 +145,12 @@ def on_before_batch_transfer(trainer: Any, batch: Any, dataloader_idx: int = 0) 
 BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 
 
+def overridden_batch_transfer_hooks(datamodule: Any) -> list[str]:
+    """The names in ``BATCH_TRANSFER_HOOKS`` that ``datamodule`` overrides (class methods or instance attributes)."""
+    overrides = pl.utilities.model_helpers.is_overridden
+    return [hook for hook in BATCH_TRANSFER_HOOKS if overrides(hook, datamodule, pl.LightningDataModule)]
+
+
 def dispatch_batch_hooks_to_model(trainer: Any) -> bool:
     """Let Lightning call the model's batch-transfer hooks directly when the attached datamodule overrides none.
 
@@ -157,8 +163,7 @@ def dispatch_batch_hooks_to_model(trainer: Any) -> bool:
     datamodule = getattr(selector, "datamodule", None)
     if datamodule is None:
         return False
-    overrides = pl.utilities.model_helpers.is_overridden
-    if any(overrides(hook, datamodule, pl.LightningDataModule) for hook in BATCH_TRANSFER_HOOKS):
+    if overridden_batch_transfer_hooks(datamodule):
         return False
     selector.datamodule = None
     return True

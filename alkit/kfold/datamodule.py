@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, Subset
 
-from alkit._seam import BATCH_TRANSFER_HOOKS
+from alkit._seam import overridden_batch_transfer_hooks
 from alkit.kfold.folds import Fold, Folds, folds_fingerprint
 from alkit.kfold.splits import DEFAULT_K, make_folds, read_targets, resolve_cv, splitter_needs_targets
 from alkit.lightning import check_namespace, pl
@@ -163,9 +163,8 @@ class KFoldDataModule(BaseKFoldDataModule):
         this a user's hooks would be silently skipped under k-fold. Binding only the overridden ones keeps the
         others Lightning's defaults, so a datamodule without such hooks costs nothing more per batch.
         """
-        for name in BATCH_TRANSFER_HOOKS:
-            if pl.utilities.model_helpers.is_overridden(name, self.datamodule, pl.LightningDataModule):
-                setattr(self, name, getattr(self.datamodule, name))
+        for name in overridden_batch_transfer_hooks(self.datamodule):
+            setattr(self, name, getattr(self.datamodule, name))
 
     def prepare_data(self) -> None:
         self.datamodule.prepare_data()
