@@ -15,13 +15,12 @@ parity tests check it). What it adds:
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from alkit import _seam
+from alkit import _class_variant, _seam
 from alkit._checkpoint import check_checkpoint
 from alkit._seam import _FitLoop, _Loop
 from alkit.lightning import check_namespace, pl
@@ -79,10 +78,11 @@ class Trainer(pl.Trainer):
             # Lightning dispatches on the active loop's type (`_FitLoop`, ...) several times per batch. A loop
             # standing in for the FitLoop needs an `_active_loop` that answers with the FitLoop it wraps; a trainer
             # with a FitLoop keeps Lightning's own (no extra call per read): the class follows what is assigned.
-            base = type(self).__dict__.get("_alkit_base_class", type(self))
-            wanted = base if isinstance(value, _FitLoop) else _stand_in_trainer_class(base)
-            if type(self) is not wanted:
-                object.__setattr__(self, "__class__", wanted)
+            base = _class_variant.base_class(type(self))
+            stands_in = not isinstance(value, _FitLoop)
+            _class_variant.set_class(
+                self, _class_variant.variant_class(base, "fit_loop_stands_in") if stands_in else base
+            )
 
     def _attach_loop(self, name: str, loop: Any) -> Any:
         """Check that ``loop`` is a loop, give it (and its children) this trainer, and configure its role."""
@@ -287,34 +287,12 @@ def _stand_in_active_loop(trainer: Trainer) -> Any:
     return loop
 
 
-@functools.cache
-def _stand_in_trainer_class(base: type) -> type:
-    """``base`` (``alkit.Trainer`` or a subclass) with the ``_active_loop`` of a trainer whose fit loop stands in.
-
-    Same name, module and behaviour otherwise; instances pickle and copy as this class again (``ddp_spawn``).
-    """
-    return type(
-        base.__name__,
-        (base,),
-        {
-            "__module__": base.__module__,
-            "__qualname__": base.__qualname__,
-            "__doc__": base.__doc__,
-            "_alkit_base_class": base,
-            "_active_loop": property(_stand_in_active_loop),
-            "__reduce_ex__": _reduce_stand_in_trainer,
-        },
-    )
+def _stand_in_members(base: type) -> dict[str, Any]:
+    return {"_active_loop": property(_stand_in_active_loop)}
 
 
-def _reduce_stand_in_trainer(trainer: Trainer, protocol: int) -> tuple:
-    # the class is built at run time, so it is pickled as its base (by name) and rebuilt on loading
-    return _new_stand_in_trainer, (type(trainer)._alkit_base_class,), trainer.__getstate__()
-
-
-def _new_stand_in_trainer(base: type) -> Trainer:
-    cls = _stand_in_trainer_class(base)
-    return cls.__new__(cls)
+# `base` (`alkit.Trainer` or a subclass) with the `_active_loop` of a trainer whose fit loop stands in for a FitLoop
+_class_variant.register_kind("fit_loop_stands_in", _stand_in_members)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from alkit import _seam
+from alkit import _class_variant, _seam
 from alkit._seam import _FitLoop, _Loop, _TrainingEpochLoop
 from alkit.lightning import pl
 
@@ -53,51 +53,20 @@ class _NotAttached:
         )
 
 
-def _attached_class(cls: type) -> type:
-    """The class a loop of class ``cls`` has while attached: the class it was built as."""
-    return cls.__dict__.get("_alkit_attached_class", cls)
+def _unattached_members(base: type) -> dict[str, Any]:
+    return {"trainer": _NotAttached()}
+
+
+# Lightning's loop code reads `self.trainer` dozens of times per batch. A `trainer` descriptor on the class of an
+# attached loop would keep the interpreter from specialising those reads (each then costs several times more), so
+# only an unattached loop has one: a loop's class is this same-named variant of the class it was built as until a
+# trainer is attached, and again when it is detached.
+_class_variant.register_kind("unattached", _unattached_members)
 
 
 def _unattached_class(cls: type) -> type:
-    """The class of an unattached loop of class ``cls``: ``cls`` with a ``trainer`` that says it is not attached.
-
-    Lightning's loop code reads ``self.trainer`` dozens of times per batch. A ``trainer`` descriptor on the class
-    of an attached loop would keep the interpreter from specialising those reads (each then costs several times
-    more), so only an unattached loop has one: a loop's class is this subclass of the class it was built as
-    (same name, module and behaviour) until a trainer is attached, and that class again when it is detached.
-    """
-    return _build_unattached_class(_attached_class(cls))
-
-
-@functools.cache
-def _build_unattached_class(cls: type) -> type:
-    return type(cls)(
-        cls.__name__,
-        (cls,),
-        {
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__,
-            "_alkit_attached_class": cls,
-            "trainer": _NotAttached(),
-            "__reduce_ex__": _reduce_unattached,
-        },
-    )
-
-
-def _reduce_unattached(loop: Any, protocol: int) -> tuple:
-    # the class is built at run time: pickled as the class the loop was built as, rebuilt unattached on loading
-    return _new_unattached, (_attached_class(type(loop)),), loop.__getstate__()
-
-
-def _new_unattached(cls: type) -> Any:
-    unattached = _unattached_class(cls)
-    return _Loop.__new__(unattached)
-
-
-def _set_class(loop: Any, cls: type) -> None:
-    if type(loop) is not cls:
-        object.__setattr__(loop, "__class__", cls)
+    """The class of an unattached loop of class ``cls``: ``cls`` with a ``trainer`` that says it is not attached."""
+    return _class_variant.variant_class(_class_variant.base_class(cls), "unattached")
 
 
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
@@ -135,7 +104,7 @@ class _LoopCore(_Loop):
 
         if trainer is None:
             self.__dict__.pop("trainer", None)
-            _set_class(self, _unattached_class(type(self)))
+            _class_variant.set_class(self, _unattached_class(type(self)))
         elif not isinstance(trainer, pl.Trainer):
             raise TypeError(
                 f"`{type(self).__name__}.trainer` must be a `pytorch_lightning.Trainer`, got {type(trainer).__name__}."
@@ -143,7 +112,7 @@ class _LoopCore(_Loop):
         else:
             # a plain instance attribute, not a property: Lightning's loop code reads it dozens of times per batch
             self.__dict__["trainer"] = trainer
-            _set_class(self, _attached_class(type(self)))
+            _class_variant.set_class(self, _class_variant.base_class(type(self)))
             if _limit_names(type(self)):
                 self._take_trainer_limits(trainer)
         for child in self.children():
