@@ -208,6 +208,7 @@ def resolve_heuristic(
 
 def _base_heuristic(heuristic: AbstractHeuristic) -> AbstractHeuristic:
     """The heuristic that produces per-sample uncertainties (the base of a stochastic "power"/"gibbs" heuristic)."""
+    # BaaL 2 keeps a stochastic heuristic's base only as `_bh` (no public accessor); read here and nowhere else
     return heuristic._bh if isinstance(heuristic, StochasticHeuristic) else heuristic
 
 

@@ -31,6 +31,7 @@ the ``N`` scores, never ``[N, C, I]``. Joint heuristics (BatchBALD) need the who
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -445,16 +446,53 @@ def select_query(
         return np.zeros(0, dtype=np.int64)
     if isinstance(heuristic, StochasticHeuristic):
         rng = rng if rng is not None else np.random.default_rng()
-        distribution = heuristic._make_distribution(np.clip(np.nan_to_num(scores, nan=0.0), 0.0, None))
-        distribution = np.clip(np.nan_to_num(distribution, nan=0.0), 0.0, None)
-        if np.count_nonzero(distribution) < count:
-            distribution = np.ones_like(distribution)
-        positions = rng.choice(scores.shape[0], size=count, replace=False, p=distribution / distribution.sum())
-        return np.asarray(positions, dtype=np.int64)
+        return _sample_stochastic(heuristic, np.clip(np.nan_to_num(scores, nan=0.0), 0.0, None), count, rng)
     if isinstance(heuristic, BatchBALD):
         return _batch_bald_order(scores)[:count].copy()
     ranks = np.asarray(heuristic.reorder_indices(scores), dtype=np.int64)
     return ranks[:count].copy()
+
+
+class _GivenScores(AbstractHeuristic):
+    """A BaaL heuristic whose uncertainty of an array is the array itself.
+
+    A stochastic heuristic (PowerBALD, ...) samples from the uncertainties of its base heuristic. alkit has those
+    scores already (computed once over the pool); with this base the heuristic's own public ``get_ranks`` samples
+    from them, so its distribution (temperature, ranks, ...) stays BaaL's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(reverse=True)
+
+    def get_uncertainties(self, predictions: Any) -> np.ndarray:
+        return np.asarray(predictions, dtype=np.float64)
+
+
+def _sample_stochastic(
+    heuristic: StochasticHeuristic, scores: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` distinct positions drawn by ``heuristic`` from ``scores``, reproducibly from ``rng``."""
+    # the same class and settings (`temperature`, ...: its constructor's arguments, public attributes) on the scores
+    settings = {}
+    for name, parameter in inspect.signature(type(heuristic)).parameters.items():
+        if name in ("base_heuristic", "query_size") or parameter.kind in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+        ):
+            continue
+        if hasattr(heuristic, name):
+            settings[name] = getattr(heuristic, name)
+    sampler = type(heuristic)(base_heuristic=_GivenScores(), query_size=count, **settings)
+    # BaaL samples with NumPy's global generator: seeded from `rng` for this call, then left as it was
+    saved = np.random.get_state()
+    np.random.seed(int(rng.integers(2**32)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BaaL's "not enough values, return random": the documented fallback
+            positions, _ = sampler.get_ranks(scores)
+    finally:
+        np.random.set_state(saved)
+    return np.asarray(positions, dtype=np.int64)
 
 
 def _batch_bald_order(scores: np.ndarray) -> np.ndarray:

@@ -123,3 +123,32 @@ def test_heuristics_survive_pickling(name):
             restored.get_uncertainties(probabilities), heuristic.get_uncertainties(probabilities)
         )
     assert restored.get_uncertainties(probabilities).shape == (6,)
+
+
+def test_stochastic_selection_samples_baals_distribution_reproducibly():
+    """PowerBALD & co. sample from the scores alkit computed, through BaaL's own sampling, seeded by ``rng``."""
+    from baal.active.heuristics.stochastics import PowerSampling, RankBasedSampling
+
+    from alkit.active.heuristics import BALD
+    from alkit.active.scoring import select_query
+
+    scores = np.r_[np.zeros(40), np.linspace(0.5, 1.0, 10)]
+    global_state = np.random.get_state()
+    first = select_query(scores, 5, "power_bald", rng=np.random.default_rng(3))
+    again = select_query(scores, 5, "power_bald", rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(first, again)
+    assert np.all(scores[first] > 0), "a zero score has zero probability under power sampling"
+    assert len(set(first.tolist())) == 5
+    # NumPy's global generator, which BaaL samples with, is left as the caller had it
+    assert np.random.get_state()[1].tolist() == global_state[1].tolist()
+
+    # the heuristic's own settings are kept: a low temperature makes power and rank sampling pick the top scores
+    cold = PowerSampling(BALD(), query_size=3, temperature=1e-3)
+    picked = select_query(scores, 3, cold, rng=np.random.default_rng(0))
+    assert sorted(picked.tolist()) == [47, 48, 49]
+    ranked = select_query(scores, 3, RankBasedSampling(BALD(), query_size=3, temperature=0.1), np.random.default_rng(1))
+    assert sorted(ranked.tolist()) == [47, 48, 49]
+
+    # fewer positive scores than asked: every position becomes possible (BaaL's fallback), still distinct
+    few = select_query(np.r_[np.zeros(9), 1.0], 4, "power_bald", rng=np.random.default_rng(0))
+    assert len(set(few.tolist())) == 4
