@@ -1,12 +1,13 @@
 """Same-named subclasses that carry one extra behaviour, switched on an instance by changing its class.
 
-Lightning reads some attributes of the Trainer and of its loops hundreds of times per batch. A descriptor or a
-property on the class those objects normally have would keep the interpreter from specialising every one of those
-reads, although the extra behaviour is needed only in a rare state (a loop not attached yet, a fit loop standing in
-for Lightning's ``FitLoop``). So the extra behaviour lives on a *variant*: a subclass of the object's own class with
-the same name, module and docstring, which the object wears only while it is in that state. Variants are built once
-per (class, kind), pickle and deep-copy as the variant again (``ddp_spawn`` pickles the trainer and its loops), and
-``base_class`` leads from a variant back to the class the object was built as.
+Lightning reads some attributes of the Trainer hundreds of times per batch. A descriptor or a property on the
+class a trainer normally has would keep the interpreter from specialising every one of those reads, although the
+extra behaviour is needed only in a rare state (a fit loop standing in for Lightning's ``FitLoop``). So the extra
+behaviour lives on a *variant*: a subclass of the object's own class with the same name, module and docstring,
+which the object wears only while it is in that state. Variants are built once per (class, kind), pickle and
+deep-copy as the variant again (``ddp_spawn`` pickles the trainer), and ``base_class`` leads from a variant back
+to the class the object was built as. (Changing an object's class makes CPython keep a dictionary for the instance,
+so this is for objects that have one anyway, as a Trainer does; loops never change class.)
 """
 
 from __future__ import annotations

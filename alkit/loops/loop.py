@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from alkit import _class_variant, _seam
+from alkit import _seam
 from alkit._seam import _FitLoop, _Loop, _TrainingEpochLoop
 from alkit.lightning import pl
 
@@ -41,32 +42,50 @@ if TYPE_CHECKING:
 __all__ = ["FitLoopStandIn", "Loop"]
 
 
-class _NotAttached:
-    """``loop.trainer`` before the loop is attached: a clear error instead of an ``AttributeError``."""
+class LoopNotAttachedError(RuntimeError):
+    """``loop.trainer`` was read before the loop was attached to a Trainer (Lightning 1.x raised a RuntimeError)."""
 
-    def __get__(self, loop: Any, owner: type | None = None) -> Any:
-        if loop is None:
-            return self
-        raise RuntimeError(
-            f"The loop is not attached to a Trainer yet (`{type(loop).__name__}`). Attach it first, e.g."
+
+class _NotAttached:
+    """What ``loop.trainer`` gives while a loop has no trainer of its own: a clear error."""
+
+    def __get__(self, loop_class: Any, owner: type | None = None) -> Any:
+        name = loop_class.__name__ if isinstance(loop_class, type) else type(loop_class).__name__
+        raise LoopNotAttachedError(
+            f"The loop is not attached to a Trainer yet (`{name}`). Attach it first, e.g."
             " `trainer.fit_loop = loop` or `trainer.fit_loop.epoch_loop = loop`."
         )
 
 
-def _unattached_members(base: type) -> dict[str, Any]:
-    return {"trainer": _NotAttached()}
+def _not_attached_guard() -> Any:
+    """The class attribute ``trainer`` of alkit's loops; an attached loop's own ``trainer`` shadows it.
+
+    Lightning's loop code reads ``self.trainer`` dozens of times per batch, and CPython (3.11, 3.12) specialises
+    those reads only when what the instance attribute shadows is a built-in descriptor type, not a Python class's
+    descriptor. ``classmethod`` is built in and hands ``__get__`` on to what it wraps (3.9-3.12), so the error is
+    raised by ``_NotAttached`` while reads of an attached loop stay specialised; and no loop ever changes class (a
+    changed class would make CPython keep a dictionary for the instance, slowing every attribute read).
+    On 3.13, which no longer hands ``__get__`` on, the descriptor sits on the class directly.
+    """
+    if sys.version_info < (3, 13):
+        return classmethod(_NotAttached())  # type: ignore[arg-type]
+    return _NotAttached()
 
 
-# Lightning's loop code reads `self.trainer` dozens of times per batch. A `trainer` descriptor on the class of an
-# attached loop would keep the interpreter from specialising those reads (each then costs several times more), so
-# only an unattached loop has one: a loop's class is this same-named variant of the class it was built as until a
-# trainer is attached, and again when it is detached.
-_class_variant.register_kind("unattached", _unattached_members)
+def _attached_trainer(loop: Any) -> Any:
+    """The trainer ``loop`` (any Lightning loop) is attached to, or ``None``; never reads ``__dict__``."""
+    try:
+        return object.__getattribute__(loop, "trainer")
+    except (AttributeError, LoopNotAttachedError):
+        return None
 
 
-def _unattached_class(cls: type) -> type:
-    """The class of an unattached loop of class ``cls``: ``cls`` with a ``trainer`` that says it is not attached."""
-    return _class_variant.variant_class(_class_variant.base_class(cls), "unattached")
+def _own_attribute(obj: Any, name: str) -> Any:
+    """``obj.<name>`` by normal lookup, bypassing a stand-in's forwarding ``__getattr__``; ``None`` when absent."""
+    try:
+        return object.__getattribute__(obj, name)
+    except AttributeError:
+        return None
 
 
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
@@ -82,17 +101,30 @@ class _LoopCore(_Loop):
     for every alkit loop.
     """
 
+    # Bookkeeping that every loop has, as class-level defaults written per instance with `object.__setattr__`:
+    # Lightning reads the attributes of the fit and epoch loops hundreds of times per batch, and those reads stay
+    # specialised (fastest) only while the loop's `__dict__` has never been requested. So the loops on the default
+    # path never read or write `loop.__dict__` / `vars(loop)` (CPython 3.11 keeps a requested dictionary for good).
+    _parent_ref: Any = None  # weak reference to the loop this one is connected to
+    _delegate: tuple | None = None  # (the FitLoop this loop stands in for,), see `stand_in_for`
+    _given_arguments: tuple = ()  # constructor arguments given explicitly (limits: see `__new__`)
+    _limits_from_trainer: dict | None = None  # limit name -> the value last taken from a Trainer
+    _child_names: tuple = ()  # names under which a loop was ever assigned (see `children`)
+    trainer = _not_attached_guard()  # until attached (an attached loop's own `trainer` shadows it)
+    _restarting = False  # Lightning's reload flags, for minors that do not set all of them
+    _loaded_from_state_dict = False
+    _resuming_from_checkpoint = False
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Loop:
-        # built unattached: see `_unattached_class`
-        loop = super().__new__(_unattached_class(cls))
+        loop = super().__new__(cls)
         # Which constructor arguments were given explicitly: a limit given to the constructor wins over the
         # Trainer's, even when it equals the default (`TrainingEpochLoop(max_steps=-1)`: no step limit).
         if (args or kwargs) and _limit_names(cls):
-            loop.__dict__["_given_arguments"] = _given_arguments(cls, args, kwargs)
+            object.__setattr__(loop, "_given_arguments", _given_arguments(cls, args, kwargs))
         return loop
 
     def __init__(self, trainer: pl.Trainer | None = None) -> None:
-        self.__dict__["_parent_ref"] = None
+        object.__setattr__(self, "_parent_ref", None)
         super().__init__(trainer)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------------------------
@@ -103,31 +135,33 @@ class _LoopCore(_Loop):
         from alkit.lightning import pl
 
         if trainer is None:
-            self.__dict__.pop("trainer", None)
-            _class_variant.set_class(self, _unattached_class(type(self)))
+            if _attached_trainer(self) is not None:
+                object.__delattr__(self, "trainer")
         elif not isinstance(trainer, pl.Trainer):
             raise TypeError(
                 f"`{type(self).__name__}.trainer` must be a `pytorch_lightning.Trainer`, got {type(trainer).__name__}."
             )
         else:
             # a plain instance attribute, not a property: Lightning's loop code reads it dozens of times per batch
-            self.__dict__["trainer"] = trainer
-            _class_variant.set_class(self, _class_variant.base_class(type(self)))
+            object.__setattr__(self, "trainer", trainer)
             if _limit_names(type(self)):
                 self._take_trainer_limits(trainer)
         for child in self.children():
             child.trainer = trainer
         delegate = self.stands_in_for
-        if delegate is not None and delegate.__dict__.get("trainer") is not trainer:
+        if delegate is not None and _attached_trainer(delegate) is not trainer:
             delegate.trainer = trainer
 
     def _take_trainer_limits(self, trainer: pl.Trainer) -> None:
         """Set the limits this loop was not built with to the Trainer's flags (see the class docstring)."""
-        limits = trainer.__dict__.get("_alkit_loop_limits")
+        limits = getattr(trainer, "_alkit_loop_limits", None)
         if limits is None:
             return  # not an alkit.Trainer: its flags live only in its own loops
-        given = self.__dict__.get("_given_arguments", ())
-        taken = self.__dict__.setdefault("_limits_from_trainer", {})  # name -> the value taken last time
+        given = self._given_arguments
+        taken = self._limits_from_trainer  # name -> the value taken last time
+        if taken is None:
+            taken = {}
+            object.__setattr__(self, "_limits_from_trainer", taken)
         cls = type(self)
         for name in _limit_names(cls):
             value = getattr(self, name)
@@ -144,7 +178,7 @@ class _LoopCore(_Loop):
     @property
     def is_attached(self) -> bool:
         """Whether this loop has a trainer."""
-        return self.__dict__.get("trainer") is not None
+        return _attached_trainer(self) is not None
 
     def stand_in_for(self, loop: _Loop) -> None:
         """Take the place of ``loop`` (a FitLoop) as ``trainer.fit_loop``.
@@ -157,18 +191,18 @@ class _LoopCore(_Loop):
         """
         if not isinstance(loop, _FitLoop):
             raise TypeError(f"A loop can stand in for a FitLoop only, got {type(loop).__name__}.")
-        self.__dict__["_delegate"] = (loop,)
+        object.__setattr__(self, "_delegate", (loop,))
 
     @property
     def stands_in_for(self) -> _Loop | None:
         """The FitLoop this loop stands in for, if any (see ``stand_in_for``)."""
-        delegate = self.__dict__.get("_delegate")
+        delegate = self._delegate
         return delegate[0] if delegate is not None else None
 
     @property
     def parent(self) -> Loop | None:
         """The loop this one is connected to (``None`` for a top-level loop)."""
-        ref = self.__dict__.get("_parent_ref")
+        ref = self._parent_ref
         return ref() if ref is not None else None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -176,13 +210,13 @@ class _LoopCore(_Loop):
             self._attach(value)
             return
         # Hot path (loops set counters and flags every batch): plain values on a loop that stands in for nobody.
-        if not isinstance(value, _Loop) and "_delegate" not in self.__dict__:
+        if not isinstance(value, _Loop) and self._delegate is None:
             object.__setattr__(self, name, value)
             return
         if name in self._loop_aliases and isinstance(value, _Loop):
             self._set_aliased_loop(name, value)
             return
-        stands_in = "_delegate" in self.__dict__
+        stands_in = self._delegate is not None
         if stands_in and name in _STAND_IN_PROPERTIES and name not in self.__dict__ and not hasattr(type(self), name):
             # Lightning writes fit-loop internals too (`trainer.fit_loop._combined_loader = None`): a loop written
             # from scratch forwards the listed names it does not own, so the FitLoop doing the work sees them.
@@ -190,11 +224,14 @@ class _LoopCore(_Loop):
             return
         if isinstance(value, _Loop) and name != "_parent_ref":
             if isinstance(value, _LoopCore):
-                value.__dict__["_parent_ref"] = weakref.ref(self)
+                object.__setattr__(value, "_parent_ref", weakref.ref(self))
+            if name not in self._child_names:
+                object.__setattr__(self, "_child_names", (*self._child_names, name))
             if stands_in and name == "fit_loop" and isinstance(value, _FitLoop):
-                self.__dict__["_delegate"] = (value,)  # a connected (or replaced) fit loop is the one stood in for
-            if self.__dict__.get("trainer") is not None:
-                value.trainer = self.__dict__["trainer"]
+                object.__setattr__(self, "_delegate", (value,))  # a connected (or replaced) fit loop is stood in for
+            trainer = _attached_trainer(self)
+            if trainer is not None:
+                value.trainer = trainer
         object.__setattr__(self, name, value)
 
     #: names under which an assigned loop is connected elsewhere (see ``_set_aliased_loop``)
@@ -214,11 +251,12 @@ class _LoopCore(_Loop):
         self.__dict__.update(state)
         for child in self.children():
             if isinstance(child, _LoopCore):
-                child.__dict__["_parent_ref"] = weakref.ref(self)
+                object.__setattr__(child, "_parent_ref", weakref.ref(self))
 
     def children(self) -> Iterator[_Loop]:
         """The child loops connected to this loop (the attributes holding a loop)."""
-        for value in list(vars(self).values()):
+        for name in self._child_names:
+            value = _own_attribute(self, name)
             if isinstance(value, _Loop):
                 yield value
 
@@ -314,7 +352,7 @@ class _LoopCore(_Loop):
 
         Only names of existing children are accepted, so a typo cannot silently add an unused loop.
         """
-        known = {name for name, value in vars(self).items() if isinstance(value, _Loop)}
+        known = {name for name in self._child_names if isinstance(_own_attribute(self, name), _Loop)}
         for name, loop in children.items():
             if not isinstance(loop, _Loop):
                 raise TypeError(
@@ -337,7 +375,7 @@ class _LoopCore(_Loop):
         set on the replaced loop (its data source and loaded data) is carried across, so that the Trainer feeds the
         new loop as it fed the old one.
         """
-        known = {name for name, value in vars(self).items() if isinstance(value, _Loop)}
+        known = {name for name in self._child_names if isinstance(_own_attribute(self, name), _Loop)}
         new_children: dict[str, _Loop] = {}
         for name, type_or_loop in children.items():
             if name not in known:
@@ -361,7 +399,7 @@ class _LoopCore(_Loop):
                 )
             _connect_children(old, new)
             _seam.carry_wiring(old, new)
-            trainer = self.__dict__.get("trainer") or old.__dict__.get("trainer")
+            trainer = _attached_trainer(self) or _attached_trainer(old)
             if trainer is not None:
                 new.trainer = trainer
             new_children[name] = new
@@ -402,7 +440,7 @@ class Loop(_LoopCore, metaclass=_LoopMeta):
         # A loop written from scratch that takes the FitLoop's place answers the fit-loop reads Lightning makes
         # (`trainer.fit_loop.epoch_loop`, `.epoch_progress`, ...: the names listed in the seam) with the FitLoop it
         # stands in for. Any other name is this loop's own: a misspelling is an AttributeError.
-        if "_delegate" in self.__dict__:
+        if self._delegate is not None:
             forwarded = _STAND_IN_PROPERTIES.get(name)
             if forwarded is not None:
                 return forwarded.fget(self)
@@ -414,11 +452,11 @@ class Loop(_LoopCore, metaclass=_LoopMeta):
 
 def _default_advance_start(loop: Loop) -> bool:
     """Whether ``loop.on_advance_start`` is the base class's no-op."""
-    return type(loop).on_advance_start is _LoopCore.on_advance_start and "on_advance_start" not in loop.__dict__
+    return getattr(loop.on_advance_start, "__func__", None) is _LoopCore.on_advance_start
 
 
 def _wrapped_fit_loop(loop: Any) -> _Loop:
-    delegate = loop.__dict__.get("_delegate")
+    delegate = getattr(loop, "_delegate", None)
     if delegate is None:
         raise RuntimeError(
             f"`{type(loop).__name__}` wraps no FitLoop: call `loop.connect(trainer.fit_loop)` before"
@@ -533,7 +571,6 @@ class LoopReplaceError(TypeError, pl.utilities.exceptions.MisconfigurationExcept
 
 def _connect_children(old: _Loop, new: _Loop) -> None:
     """Connect ``old``'s child loops to ``new`` where ``new`` has a child of the same name (Lightning 1.x)."""
-    new_vars = vars(new)
-    for name, value in list(vars(old).items()):
-        if isinstance(value, _Loop) and isinstance(new_vars.get(name), _Loop):
+    for name, value in list(vars(old).items()):  # `old` is discarded: reading its `__dict__` costs nothing later
+        if isinstance(value, _Loop) and isinstance(_own_attribute(new, name), _Loop):
             setattr(new, name, value)

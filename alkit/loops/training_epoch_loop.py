@@ -54,9 +54,9 @@ class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
     def __init__(self, min_steps: int | None = None, max_steps: int = -1) -> None:
         # Lightning's own set-up (limits, progress, results, restart stage), then alkit's connectable children in
         # place of the optimization loops and validation loop it built.
-        self.__dict__["_building"] = True
+        object.__setattr__(self, "_building", True)
         _TrainingEpochLoop.__init__(self, None, min_steps=min_steps, max_steps=max_steps)  # type: ignore[arg-type]
-        del self.__dict__["_building"]
+        object.__setattr__(self, "_building", False)
         self.batch_loop = TrainingBatchLoop()
         self.val_loop = EvaluationLoop(verbose=False, inference_mode=False)
         self.val_loop._set_role(TrainerFn.FITTING, RunningStage.VALIDATING)
@@ -64,14 +64,15 @@ class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
         # Lightning's epoch loop, Trainer and tuner address the optimization by these two names: both lead to
         # `batch_loop`, so that Lightning's own `advance` runs alkit's connectable TrainingBatchLoop. Plain instance
         # attributes (not properties): Lightning reads them for every batch.
-        self.__dict__["automatic_optimization"] = _BatchLoopEntry(self, "optimizer_loop")
-        self.__dict__["manual_optimization"] = _BatchLoopEntry(self, "manual_loop")
+        object.__setattr__(self, "automatic_optimization", _BatchLoopEntry(self, "optimizer_loop"))
+        object.__setattr__(self, "manual_optimization", _BatchLoopEntry(self, "manual_loop"))
 
     #: a loop assigned to Lightning 2's name of an optimization loop is connected to ``batch_loop`` under its 1.x name
     _loop_aliases = {"automatic_optimization": "optimizer_loop", "manual_optimization": "manual_loop"}
+    _building = False  # while Lightning's __init__ runs
 
     def _set_aliased_loop(self, name: str, loop: Any) -> None:
-        if self.__dict__.get("_building"):
+        if self._building:
             return  # Lightning's __init__ builds its own; alkit's TrainingBatchLoop holds the real ones
         setattr(self.batch_loop, self._loop_aliases[name], loop)
 
@@ -110,8 +111,8 @@ class TrainingEpochLoop(_TrainingEpochLoop, _LoopCore):
     def on_run_start(self, data_fetcher: _DataFetcher) -> None:
         self._data_fetcher = data_fetcher
         super().on_run_start(data_fetcher)
-        self.__dict__["automatic_optimization"].prepare()
-        self.__dict__["manual_optimization"].prepare()
+        self.automatic_optimization.prepare()
+        self.manual_optimization.prepare()
 
     def on_advance_end(self) -> None:  # type: ignore[override]
         """Validate if it is time to, update plateau schedulers and step counters (Lightning's logic)."""
@@ -187,14 +188,14 @@ class _BatchLoopEntry:
             # still connected? (inlined: once per batch)
             batch_loop = native.batch_loop
             if (
-                epoch_loop.__dict__.get("batch_loop") is batch_loop
-                and batch_loop.__dict__.get(self._name) is native.loop
+                getattr(epoch_loop, "batch_loop", None) is batch_loop
+                and getattr(batch_loop, self._name, None) is native.loop
             ):
                 runner = native.runner
                 if runner is None:
                     return _ManualOptimization.run(native.loop, args[0])
-                batch_loop.__dict__["batch_idx"] = args[1]
-                runner._skip_backward = native.loop.__dict__.get("_skip_backward", False)
+                object.__setattr__(batch_loop, "batch_idx", args[1])
+                runner._skip_backward = native.loop._skip_backward
                 return runner.run(*args)
         kwargs = args[-1]
         batch_idx = args[1] if len(args) == 3 else None
@@ -248,8 +249,8 @@ class _NativeBatch:
 
     def still_connected(self, epoch_loop: TrainingEpochLoop) -> bool:
         batch_loop = self.batch_loop
-        return epoch_loop.__dict__.get("batch_loop") is batch_loop and (
-            batch_loop.__dict__.get("manual_loop" if self.runner is None else "optimizer_loop") is self.loop
+        return getattr(epoch_loop, "batch_loop", None) is batch_loop and (
+            getattr(batch_loop, "manual_loop" if self.runner is None else "optimizer_loop", None) is self.loop
         )
 
     def restart_pending(self) -> bool:
@@ -258,7 +259,7 @@ class _NativeBatch:
 
 def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | None:
     """The native runner for ``batch_loop.<name>``, or ``None`` when the batch level must run as loops."""
-    batch_loop = epoch_loop.__dict__.get("batch_loop")
+    batch_loop = getattr(epoch_loop, "batch_loop", None)
     trainer = epoch_loop.trainer
     if type(batch_loop) is not TrainingBatchLoop or trainer is None:
         return None
@@ -266,7 +267,7 @@ def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | No
     training_step = getattr(module, "training_step", None)
     if training_step is None or inspect.isgeneratorfunction(training_step):
         return None
-    loop = batch_loop.__dict__.get(name)
+    loop = getattr(batch_loop, name, None)
     if name == "manual_loop":
         return _NativeBatch(batch_loop, loop, None) if type(loop) is ManualOptimization else None
     if type(loop) is not OptimizerLoop or len(trainer.optimizers) != 1:
@@ -276,7 +277,8 @@ def _native_batch(epoch_loop: TrainingEpochLoop, name: str) -> _NativeBatch | No
     runner = _AutomaticOptimization(trainer)
     runner.optim_progress = loop.optim_progress
     # 1.x readers of `optimizer_loop.optimizer_idx` during the step see the one optimizer
-    loop.__dict__["_indices"], loop.__dict__["_optimizers"] = (0,), tuple(trainer.optimizers)
+    object.__setattr__(loop, "_indices", (0,))
+    object.__setattr__(loop, "_optimizers", tuple(trainer.optimizers))
     return _NativeBatch(batch_loop, loop, runner)
 
 
