@@ -3,6 +3,10 @@ connected loop of the user's, runs the restored batch and optimizer loops, and s
 
 from __future__ import annotations
 
+import gc
+import sys
+
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -121,3 +125,30 @@ def test_a_loop_assigned_under_lightning_2s_name_is_connected_to_the_batch_loop(
     t.fit(Small(), loader())
     assert CountingOptimizerLoop.runs == 12 and t.global_step == 12
     assert epoch_loop.automatic_optimization.optim_progress is counting.optim_progress
+
+
+def _instance_dictionary_requested(obj: object) -> bool:
+    # CPython 3.11/3.12 store an instance's attributes inline until its `__dict__` is requested; from then on it
+    # holds a dictionary (a referent of the object), and every attribute read of the object is a slower one
+    return any(type(referent) is dict and "trainer" in referent for referent in gc.get_referents(obj))
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] not in ((3, 11), (3, 12)), reason="inline instance attributes: CPython 3.11/3.12"
+)
+def test_a_fit_with_the_default_loops_keeps_their_attributes_inline():
+    """The default loops are as cheap to read as Lightning's: nothing of alkit requests their ``__dict__``."""
+    t = trainer()
+    t.fit(Small(), loader())
+    epoch_loop = t.fit_loop.epoch_loop
+    loops = {
+        "fit_loop": t.fit_loop,
+        "epoch_loop": epoch_loop,
+        "batch_loop": epoch_loop.batch_loop,
+        "optimizer_loop": epoch_loop.batch_loop.optimizer_loop,
+        "manual_loop": epoch_loop.batch_loop.manual_loop,
+    }
+    assert {name: _instance_dictionary_requested(loop) for name, loop in loops.items()} == dict.fromkeys(loops, False)
+    # the probe sees a requested dictionary
+    vars(epoch_loop)
+    assert _instance_dictionary_requested(epoch_loop)
