@@ -265,10 +265,10 @@ def test_feature_cache_runs_the_backbone_once_per_batch():
 
 
 def test_feature_cache_chunks_keep_the_mc_distribution(monkeypatch):
-    """With a tiny row budget the head runs on one sample at a time; the MC distribution is unchanged."""
+    """With a tiny element budget the head runs on one sample at a time; the MC distribution is unchanged."""
     import alkit.active.scoring as scoring
 
-    monkeypatch.setattr(scoring, "_MAX_REPLICATED_ROWS", 10)
+    monkeypatch.setattr(scoring, "_MAX_REPLICATED_ELEMENTS", 10)
     model = BackboneHead(p=0.3)
     x = torch.randn(6, 4)
     chunked = score_pool(model, loader(x, batch_size=6), "bald", 400, return_probabilities=True)
