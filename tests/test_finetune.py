@@ -57,6 +57,7 @@ def test_finetune_twice_keeps_a_single_finetuning_callback():
     trainer.fit_loop.max_epochs = 3
     trainer.finetune(BackboneHead(), toy_dataloader(), strategy="no_freeze")
     from alkit.lightning import pl
+
     BaseFinetuning = pl.callbacks.BaseFinetuning
 
     assert sum(isinstance(c, BaseFinetuning) for c in trainer.callbacks) == 1

@@ -171,6 +171,7 @@ def run_trainer(
 ) -> Run:
     """Train/evaluate a recorded BoringModel with ``trainer_cls`` and collect everything worth comparing."""
     from alkit.lightning import pl
+
     CSVLogger = pl.loggers.CSVLogger
 
     calls: list = []
