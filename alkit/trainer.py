@@ -208,22 +208,37 @@ class Trainer(pl.Trainer):
     def fit(self, model: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
         _check_run_arguments(model, args, kwargs)
         _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
+        self._attach_loop_trees()
         return super().fit(model, *args, **kwargs)
 
     def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
         _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
+        self._attach_loop_trees()
         return super().validate(model, *args, **kwargs)
 
     def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
         _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
+        self._attach_loop_trees()
         return super().test(model, *args, **kwargs)
 
     def predict(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         _check_run_arguments(model, args, kwargs)
         _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
+        self._attach_loop_trees()
         return super().predict(model, *args, **kwargs)
+
+    def _attach_loop_trees(self) -> None:
+        """Give every loop in this trainer's loop trees the trainer, as Lightning 1.x did when the Trainer ran.
+
+        A loop connected to an attached loop is attached here, not when it was connected (1.x's order: reading its
+        ``trainer`` in between is the "not attached" error), and takes the Trainer's limits it was not built with.
+        """
+        for name in _LOOP_ATTRIBUTES:
+            loop = self.__dict__.get(name)
+            if isinstance(loop, Loop):
+                loop.trainer = self
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         with _seam.multiple_optimizers_validator(_validate_optimizers), recording_optimizer_frequencies():

@@ -487,15 +487,18 @@ def _sample_stochastic(
         if hasattr(heuristic, name):
             settings[name] = getattr(heuristic, name)
     sampler = type(heuristic)(base_heuristic=_GivenScores(), query_size=count, **settings)
-    # BaaL samples with NumPy's global generator: seeded from `rng` for this call, then left as it was
+    # `get_ranks` gives BaaL's normalised distribution (uniform when fewer positive values than picks) beside its own
+    # draw, made with NumPy's global generator: that draw is discarded and the global state left as it was. The
+    # picks come from `rng`, so a run (and one resumed from a checkpoint) draws the same samples for the same seed.
     saved = np.random.get_state()
-    np.random.seed(int(rng.integers(2**32)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BaaL's "not enough values, return random": the documented fallback
-            positions, _ = sampler.get_ranks(scores)
+            _, distribution = sampler.get_ranks(scores)
     finally:
         np.random.set_state(saved)
+    distribution = np.asarray(distribution, dtype=np.float64)
+    positions = rng.choice(scores.shape[0], size=count, replace=False, p=distribution / distribution.sum())
     return np.asarray(positions, dtype=np.int64)
 
 

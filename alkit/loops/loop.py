@@ -88,6 +88,8 @@ def _own_attribute(obj: Any, name: str) -> Any:
         return None
 
 
+_RUNNING = pl.trainer.states.TrainerStatus.RUNNING
+
 #: the limits a loop takes from its Trainer when it is attached, unless it was built with them (see ``Loop``)
 _TRAINER_LIMITS = ((_FitLoop, ("min_epochs", "max_epochs")), (_TrainingEpochLoop, ("min_steps", "max_steps")))
 
@@ -229,8 +231,11 @@ class _LoopCore(_Loop):
                 object.__setattr__(self, "_child_names", (*self._child_names, name))
             if stands_in and name == "fit_loop" and isinstance(value, _FitLoop):
                 object.__setattr__(self, "_delegate", (value,))  # a connected (or replaced) fit loop is stood in for
+            # Lightning 1.x: a loop connected to an attached loop gets the trainer when the trainer runs (alkit's
+            # Trainer attaches its loop trees again when `fit`/`validate`/`test`/`predict` start); one connected
+            # while the trainer runs (a research loop switching children) gets it at once.
             trainer = _attached_trainer(self)
-            if trainer is not None:
+            if trainer is not None and trainer.state.status == _RUNNING:
                 value.trainer = trainer
         object.__setattr__(self, name, value)
 

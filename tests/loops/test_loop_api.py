@@ -94,16 +94,19 @@ def test_loop_is_constructible_without_trainer_and_says_so():
         _ = loop.epoch_loop.trainer
 
 
-def test_attaching_a_loop_attaches_all_children_including_later_ones():
+def test_attaching_a_loop_attaches_all_children_and_later_ones_when_the_trainer_runs():
     trainer = alkit.Trainer(**QUIET)
     fit_loop = loops.FitLoop(max_epochs=1)
     trainer.fit_loop = fit_loop
     assert fit_loop.epoch_loop.batch_loop.optimizer_loop.trainer is trainer
     assert fit_loop.epoch_loop.val_loop.epoch_loop.trainer is trainer
     later = loops.TrainingEpochLoop()
-    trainer.fit_loop.epoch_loop = later  # a child assigned after attaching
-    assert later.trainer is trainer and later.batch_loop.manual_loop.trainer is trainer
+    trainer.fit_loop.epoch_loop = later  # a child connected after attaching: attached when the trainer runs (1.x)
     assert later.parent is fit_loop
+    with pytest.raises(RuntimeError, match="The loop is not attached to a Trainer"):
+        _ = later.trainer
+    trainer.validate(ToyClassifier(), toy_dataloader(n=8), verbose=False)
+    assert later.trainer is trainer and later.batch_loop.manual_loop.trainer is trainer
 
 
 def test_attaching_something_that_is_not_a_loop_is_a_clear_error():

@@ -36,9 +36,9 @@ class MyFitLoop(loops.FitLoop):
 def test_attached_loops_hold_the_limits_lightning_builds_for_the_same_flags(flags):
     reference = pl.Trainer(**flags, **QUIET).fit_loop
     trainer = alkit.Trainer(**flags, **QUIET)
-    trainer.fit_loop = loops.FitLoop()
-    trainer.fit_loop.epoch_loop = loops.TrainingEpochLoop()
-    fit_loop = trainer.fit_loop
+    fit_loop = loops.FitLoop()
+    fit_loop.epoch_loop = loops.TrainingEpochLoop()
+    trainer.fit_loop = fit_loop  # attaching a tree attaches every loop in it
     assert (fit_loop.min_epochs, fit_loop.max_epochs) == (reference.min_epochs, reference.max_epochs)
     assert (fit_loop.epoch_loop.min_steps, fit_loop.epoch_loop.max_steps) == (
         reference.epoch_loop.min_steps,
