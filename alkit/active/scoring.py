@@ -64,6 +64,10 @@ __all__ = ["PoolScores", "dropout_modules", "mc_dropout", "score_pool", "select_
 #: reductions) made 2,048-row chunks 1.4x slower than BaaL's I full passes on a 64-feature head.
 _MAX_REPLICATED_ELEMENTS = 2**22
 
+#: Probabilities (float64 elements) a streamed heuristic scores per call: one call per batch cost a cheap head ~10 %
+#: of its scoring time in the heuristic's per-call NumPy work; 2 MiB blocks stay cache-sized and bound the memory.
+_SCORE_BLOCK_ELEMENTS = 2**18
+
 
 class PoolScores(NamedTuple):
     """What :func:`score_pool` returns.
@@ -344,11 +348,15 @@ def score_pool(
     split_checked = split is None
 
     scores: list[np.ndarray] = []
+    pending: list[np.ndarray] = []  # streamed chunks not scored yet (see `_SCORE_BLOCK_ELEMENTS`)
+    pending_elements = 0
     probabilities: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
     means: list[np.ndarray] = []
     seen = 0
-    with torch.no_grad():
+    # inference mode (as Lightning's own predict loop): no autograd bookkeeping at all, which also makes the loader's
+    # per-sample indexing of tensor datasets ~15 % cheaper than under `no_grad`; the results leave as NumPy arrays
+    with torch.inference_mode():
         for batch in dataloader:
             inputs = _to_device(_batch_input(batch), device)
             if not split_checked:
@@ -374,7 +382,11 @@ def score_pool(
                         if strategy is not None:
                             means.append(array.mean(axis=-1))
                         if streaming:
-                            scores.append(np.asarray(scorer.get_uncertainties(array), dtype=np.float64).reshape(-1))
+                            pending.append(array)
+                            pending_elements += array.size
+                            if pending_elements >= _SCORE_BLOCK_ELEMENTS:
+                                scores.append(_score_block(scorer, pending))
+                                pending_elements = 0
                         else:
                             probabilities.append(array)
             if tap is not None:
@@ -388,6 +400,8 @@ def score_pool(
     if expected is not None and seen != expected:
         raise RuntimeError(f"The pool dataloader yielded {seen} samples but its dataset has {expected}.")
     all_probabilities = np.concatenate(probabilities) if probabilities else None
+    if pending:
+        scores.append(_score_block(scorer, pending))
     if streaming:
         all_scores = np.concatenate(scores) if scores else np.zeros(0)
     elif all_probabilities is None:
@@ -401,6 +415,13 @@ def score_pool(
         np.concatenate(embeddings) if embeddings else (np.zeros((0, 0), np.float32) if tap is not None else None),
         np.concatenate(means) if means else None,
     )
+
+
+def _score_block(scorer: AbstractHeuristic, chunks: list[np.ndarray]) -> np.ndarray:
+    """Score the streamed chunks in one call (the heuristic's NumPy work per call is what a cheap head pays for)."""
+    block = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    chunks.clear()
+    return np.asarray(scorer.get_uncertainties(block), dtype=np.float64).reshape(-1)
 
 
 def _deterministic_embeddings(
