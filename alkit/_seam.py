@@ -283,10 +283,10 @@ def clear_restart_flags(loop: Any) -> None:
 
 
 def _children(loop: Any) -> list:
-    """``loop``'s child loops: by the names an alkit loop records (its ``__dict__`` stays unrequested), else all."""
-    names = getattr(type(loop), "_child_names", None)
-    values = [getattr(loop, name, None) for name in loop._child_names] if names is not None else vars(loop).values()
-    return [value for value in values if isinstance(value, _Loop)]
+    """``loop``'s child loops: an alkit loop's ``children()`` (its ``__dict__`` stays unrequested), else all."""
+    if callable(getattr(type(loop), "children", None)):
+        return list(loop.children())
+    return [value for value in vars(loop).values() if isinstance(value, _Loop)]
 
 
 def is_restarting(loop: Any) -> bool:

@@ -15,12 +15,13 @@ parity tests check it). What it adds:
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from alkit import _class_variant, _seam
+from alkit import _seam
 from alkit._checkpoint import check_checkpoint
 from alkit._seam import _FitLoop, _Loop
 from alkit.lightning import check_namespace, pl
@@ -78,11 +79,11 @@ class Trainer(pl.Trainer):
             # Lightning dispatches on the active loop's type (`_FitLoop`, ...) several times per batch. A loop
             # standing in for the FitLoop needs an `_active_loop` that answers with the FitLoop it wraps; a trainer
             # with a FitLoop keeps Lightning's own (no extra call per read): the class follows what is assigned.
-            base = _class_variant.base_class(type(self))
-            stands_in = not isinstance(value, _FitLoop)
-            _class_variant.set_class(
-                self, _class_variant.variant_class(base, "fit_loop_stands_in") if stands_in else base
-            )
+            # (Changing the class makes CPython keep a dictionary for the instance; a Trainer has one anyway.)
+            base = type(self).__dict__.get("_alkit_base_class", type(self))
+            wanted = base if isinstance(value, _FitLoop) else _stand_in_trainer_class(base)
+            if type(self) is not wanted:
+                object.__setattr__(self, "__class__", wanted)
 
     def _attach_loop(self, name: str, loop: Any) -> Any:
         """Check that ``loop`` is a loop, give it (and its children) this trainer, and configure its role."""
@@ -206,35 +207,31 @@ class Trainer(pl.Trainer):
     # running
     # ----------------------------------------------------------------------------------------------------------------
     def fit(self, model: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
-        _check_run_arguments(model, args, kwargs)
-        _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
-        self._attach_loop_trees()
+        self._prepare_run(model, args, kwargs, ckpt_path_position=3)
         return super().fit(model, *args, **kwargs)
 
     def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
-        _check_run_arguments(model, args, kwargs)
-        _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
-        self._attach_loop_trees()
+        self._prepare_run(model, args, kwargs, ckpt_path_position=1)
         return super().validate(model, *args, **kwargs)
 
     def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
-        _check_run_arguments(model, args, kwargs)
-        _check_ckpt_path(args[1] if len(args) > 1 else kwargs.get("ckpt_path"))
-        self._attach_loop_trees()
+        self._prepare_run(model, args, kwargs, ckpt_path_position=1)
         return super().test(model, *args, **kwargs)
 
     def predict(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
-        _check_run_arguments(model, args, kwargs)
-        _check_ckpt_path(args[3] if len(args) > 3 else kwargs.get("ckpt_path"))
-        self._attach_loop_trees()
+        self._prepare_run(model, args, kwargs, ckpt_path_position=3)
         return super().predict(model, *args, **kwargs)
 
-    def _attach_loop_trees(self) -> None:
-        """Give every loop in this trainer's loop trees the trainer, as Lightning 1.x did when the Trainer ran.
+    def _prepare_run(self, model: Any, args: tuple, kwargs: dict, ckpt_path_position: int) -> None:
+        """Before ``fit``/``validate``/``test``/``predict``: refuse bad arguments, then attach the loop trees.
 
-        A loop connected to an attached loop is attached here, not when it was connected (1.x's order: reading its
+        Every loop in this trainer's loop trees gets the trainer here, as Lightning 1.x did when the Trainer ran: a
+        loop connected to an attached loop is attached now, not when it was connected (1.x's order: reading its
         ``trainer`` in between is the "not attached" error), and takes the Trainer's limits it was not built with.
         """
+        _check_run_arguments(model, args, kwargs)
+        in_args = len(args) > ckpt_path_position
+        _check_ckpt_path(args[ckpt_path_position] if in_args else kwargs.get("ckpt_path"))
         for name in _LOOP_ATTRIBUTES:
             loop = self.__dict__.get(name)
             if isinstance(loop, Loop):
@@ -302,12 +299,34 @@ def _stand_in_active_loop(trainer: Trainer) -> Any:
     return loop
 
 
-def _stand_in_members(base: type) -> dict[str, Any]:
-    return {"_active_loop": property(_stand_in_active_loop)}
+@functools.cache
+def _stand_in_trainer_class(base: type) -> type:
+    """``base`` (``alkit.Trainer`` or a subclass) with the ``_active_loop`` of a trainer whose fit loop stands in.
+
+    Same name, module and behaviour otherwise; instances pickle and copy as this class again (``ddp_spawn``).
+    """
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "_alkit_base_class": base,
+            "_active_loop": property(_stand_in_active_loop),
+            "__reduce_ex__": _reduce_stand_in_trainer,
+        },
+    )
 
 
-# `base` (`alkit.Trainer` or a subclass) with the `_active_loop` of a trainer whose fit loop stands in for a FitLoop
-_class_variant.register_kind("fit_loop_stands_in", _stand_in_members)
+def _reduce_stand_in_trainer(trainer: Trainer, protocol: int) -> tuple:
+    # the class is built at run time, so it is pickled as its base (by name) and rebuilt on loading
+    return _new_stand_in_trainer, (type(trainer)._alkit_base_class,), trainer.__getstate__()
+
+
+def _new_stand_in_trainer(base: type) -> Trainer:
+    cls = _stand_in_trainer_class(base)
+    return cls.__new__(cls)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import alkit
 import alkit.active.loop as loop_module
 from alkit.active import ActiveLearningDataModule
 from alkit.active.loop import ActiveLearningLoop
+from tests.quiet import quiet_trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = [root / "shared" / "data" / "hymenoptera_data" for root in (REPO_ROOT, REPO_ROOT.parent)]
@@ -46,15 +46,7 @@ def test_flash_demo_shape_runs_on_real_images(tmp_path, monkeypatch):
 
     head = torch.nn.Sequential(torch.nn.Dropout(p=0.1), torch.nn.Linear(512, datamodule.num_classes))
     model = ImageClassifier(backbone="resnet18", head=head, num_classes=datamodule.num_classes, pretrained=False)
-    trainer = alkit.Trainer(
-        max_epochs=2,
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_train_batches=2,
-    )
+    trainer = quiet_trainer(max_epochs=2, default_root_dir=tmp_path, limit_train_batches=2)
     loop = ActiveLearningLoop(label_epoch_frequency=1)
     loop.connect(trainer.fit_loop)
     trainer.fit_loop = loop

@@ -385,16 +385,9 @@ class _CountingModel(pl.LightningModule):
 
 
 def _quiet_trainer(root):
-    import alkit
+    from tests.quiet import quiet_trainer
 
-    return alkit.Trainer(
-        max_epochs=1,
-        default_root_dir=root,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    return quiet_trainer(max_epochs=1, default_root_dir=root)
 
 
 def test_the_wrapped_datamodules_batch_transfer_hooks_run_under_the_kfold_trainer(tmp_path):

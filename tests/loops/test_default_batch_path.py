@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import alkit
 from alkit.lightning import pl
 from alkit.loops import OptimizerLoop, TrainingBatchLoop
+from tests.quiet import quiet_trainer
 
 
 class Small(pl.LightningModule):
@@ -34,14 +35,7 @@ def loader(n: int = 24) -> DataLoader:
 
 
 def trainer(**kwargs) -> alkit.Trainer:
-    return alkit.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
+    return quiet_trainer(max_epochs=2, **kwargs)
 
 
 class CountingOptimizerLoop(OptimizerLoop):
