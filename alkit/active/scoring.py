@@ -23,7 +23,9 @@ and avoids four traps Lightning Flash's active learning (on BaaL) fell into:
    heuristics get probabilities.
 4. *Cost linear in I.* When the model is a deterministic ``backbone`` followed by a ``head`` that holds all the
    dropout (the frozen-backbone fine-tuning case), the backbone runs once per batch and only the head runs on the
-   features replicated ``I`` times in memory; otherwise ``I`` full passes are made.
+   features replicated ``I`` times in memory; otherwise ``I`` full passes are made. On a CPU the masks of plain
+   ``nn.Dropout`` layers are drawn from random bytes (:mod:`alkit.active.dropout_masks`): for a cheap head, drawing
+   masks was most of the scoring time.
 
 Per-sample heuristics (BALD, entropy, ...) are streamed: memory holds one batch of ``[B, C, I]`` probabilities and
 the ``N`` scores, never ``[N, C, I]``. Joint heuristics (BatchBALD) need the whole array and get it.
@@ -46,6 +48,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.data import DataLoader, SequentialSampler
 
 from alkit.active.diversity import DiversityStrategy
+from alkit.active.dropout_masks import fast_dropout_masks
 from alkit.active.embeddings import EmbeddingTap, compute_embeddings
 from alkit.active.heuristics import (
     SampledTargetEPIG,
@@ -64,8 +67,8 @@ __all__ = ["PoolScores", "dropout_modules", "mc_dropout", "score_pool", "select_
 #: reductions) made 2,048-row chunks 1.4x slower than BaaL's I full passes on a 64-feature head.
 _MAX_REPLICATED_ELEMENTS = 2**22
 
-#: Probabilities (float64 elements) a streamed heuristic scores per call: one call per batch cost a cheap head ~10 %
-#: of its scoring time in the heuristic's per-call NumPy work; 2 MiB blocks stay cache-sized and bound the memory.
+#: Probabilities (float32 elements) a streamed heuristic scores per call: one call per batch cost a cheap head ~10 %
+#: of its scoring time in the heuristic's per-call NumPy work; 1 MiB blocks stay cache-sized and bound the memory.
 _SCORE_BLOCK_ELEMENTS = 2**18
 
 
@@ -277,6 +280,7 @@ def score_pool(
     model_outputs: Literal["logits", "probabilities"] = "logits",
     feature_cache: bool = True,
     return_embeddings: bool = False,
+    dropout_masks: Literal["fast", "torch"] = "fast",
 ) -> PoolScores:
     """Uncertainty of every pool sample under ``heuristic``, from ``mc_iterations`` MC-dropout passes.
 
@@ -296,6 +300,9 @@ def score_pool(
             dropout off, on the features already computed; a model without dropout gives them in its single pass;
             otherwise (full MC passes) one more deterministic pass is made. ``model.embed(x)``, when defined, is
             called as it is.
+        dropout_masks: ``"fast"`` draws the MC-dropout masks of plain ``nn.Dropout`` layers on a CPU from fewer
+            random bits (the same Bernoulli(p) distribution, 2-4x cheaper; see :mod:`alkit.active.dropout_masks`);
+            ``"torch"`` keeps ``nn.Dropout``'s own draws (the random stream of earlier alkit versions and of BaaL).
 
     Returns:
         :class:`PoolScores` with ``scores[k]`` the uncertainty of the ``k``-th sample the dataloader yields.
@@ -306,6 +313,8 @@ def score_pool(
     """
     if model_outputs not in ("logits", "probabilities"):
         raise ValueError(f"`model_outputs` must be 'logits' or 'probabilities', got {model_outputs!r}.")
+    if dropout_masks not in ("fast", "torch"):
+        raise ValueError(f"`dropout_masks` must be 'fast' or 'torch', got {dropout_masks!r}.")
     if isinstance(mc_iterations, bool) or not isinstance(mc_iterations, (int, np.integer)) or mc_iterations < 1:
         raise ValueError(f"`mc_iterations` must be an integer >= 1, got {mc_iterations!r}.")
     heuristic = resolve_heuristic(heuristic)
@@ -346,6 +355,7 @@ def score_pool(
     device = torch.device(device) if device is not None else _model_device(model)
     split = _find_feature_split(model) if (feature_cache and has_dropout and iterations > 1) else None
     split_checked = split is None
+    masks = fast_dropout_masks if dropout_masks == "fast" else (lambda _: nullcontext())
 
     scores: list[np.ndarray] = []
     pending: list[np.ndarray] = []  # streamed chunks not scored yet (see `_SCORE_BLOCK_ELEMENTS`)
@@ -373,11 +383,13 @@ def score_pool(
                     split = None
             # a deterministic model's single pass gives the embeddings too (the hook reads the last layer's input)
             in_pass = tap is not None and tap.embed is None and split is None and not has_dropout
-            with mc_dropout(model, enabled=has_dropout):
+            with mc_dropout(model, enabled=has_dropout) as active, masks(active):
                 features = split.features(inputs) if split is not None else None
                 with tap.capture() if in_pass else nullcontext([]) as captured:
                     for chunk in _mc_probabilities(model, inputs, iterations, split, model_outputs, features):
-                        array = chunk.cpu().double().numpy()
+                        # float32, as the model computed them (and as BaaL's own predictions are): a float64 copy
+                        # doubled the heuristic's NumPy work, the largest serial cost after dropout on a cheap head
+                        array = chunk.cpu().numpy()
                         seen += array.shape[0]
                         if strategy is not None:
                             means.append(array.mean(axis=-1))
