@@ -6,8 +6,11 @@ from typing import Any
 
 import alkit
 
+#: Trainer flags for a run that writes and prints nothing.
+QUIET: dict[str, Any] = dict(
+    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+)
+
 
 def quiet_trainer(**kwargs: Any) -> alkit.Trainer:
-    return alkit.Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs
-    )
+    return alkit.Trainer(**QUIET, **kwargs)

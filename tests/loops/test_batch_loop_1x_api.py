@@ -13,8 +13,7 @@ import alkit
 from alkit import loops
 from alkit.lightning import pl
 from alkit.loops import utilities
-
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+from tests.quiet import QUIET
 
 
 def data(n_batches: int = 2) -> DataLoader:

@@ -13,10 +13,9 @@ from alkit import loops
 from alkit.examples._toy import ToyClassifier, toy_dataloader
 from alkit.lightning import pl
 from tests.interrupt import KillAtEpoch, Killed
+from tests.quiet import QUIET
 
 ModelCheckpoint = pl.callbacks.ModelCheckpoint
-
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import alkit
 from alkit.lightning import pl
 from tests._versions import needs_exact_mid_epoch_resume
+from tests.quiet import QUIET
 
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 N_BATCHES = 4
 
 

@@ -18,8 +18,7 @@ import alkit
 from alkit import loops
 from alkit.lightning import pl
 from alkit.loops.progress import DataLoaderBatchProgress, DataLoaderProgress, DataLoaderStepProgress
-
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+from tests.quiet import QUIET
 
 READY_COMPLETED = {"ready": 0, "completed": 0}
 PROCESSED = {"ready": 0, "started": 0, "processed": 0, "completed": 0}

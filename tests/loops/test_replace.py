@@ -18,8 +18,7 @@ import alkit
 from alkit import loops
 from alkit.examples._toy import ToyClassifier, toy_dataloader
 from alkit.lightning import pl
-
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+from tests.quiet import QUIET
 
 
 # ----------------------------------------------------------------------------------------------------------------------

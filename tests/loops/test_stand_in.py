@@ -19,8 +19,8 @@ import alkit
 from alkit import _seam, loops
 from alkit.examples._toy import ToyClassifier, toy_dataloader
 from alkit.lightning import pl
+from tests.quiet import QUIET
 
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 STAND_IN = _seam.FIT_LOOP_STAND_IN_ATTRIBUTES
 OWN = _seam.FIT_LOOP_OWN_ATTRIBUTES
 

@@ -15,8 +15,8 @@ from alkit import loops
 from alkit.lightning import pl
 from alkit.loops.optimization.optimizer_loop import ClosureResult
 from alkit.loops.utilities import recording_optimizer_frequencies
+from tests.quiet import QUIET
 
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 N_BATCHES = 3
 
 
