@@ -32,7 +32,11 @@ The full table with the paper's protocol (every default; 3 seeds x 4 heuristics,
 ``label_efficiency.png`` and ``protocol.json`` into ``--out``::
 
     python benchmarks/label_efficiency.py --dataset mnist --heuristics bald,variation_ratios,entropy,random \\
-        --seeds 3 --jobs 2 --threads 1 --out results/label_efficiency
+        --seeds 3 --jobs 2 --threads 1 --stop-after-crossings true --out benchmarks/results/label_efficiency
+
+``benchmarks/results/label_efficiency`` is kept in the repository: each measured run's configuration, per-round
+history and ``run.json`` (not its checkpoints or per-round pool scores), so the table can be rebuilt and audited,
+and the command above continues from the runs already there (a run without ``run.json`` starts again).
 
 ``--stop-after-crossings true`` ends each run once its test error has reached both 10 % and 5 % (same crossing
 points, shorter curves; recorded as a deviation); ``--rounds-per-invocation k`` spreads the work over several calls.
