@@ -39,7 +39,8 @@ history and ``run.json`` (not its checkpoints or per-round pool scores), so the 
 and the command above continues from the runs already there (a run without ``run.json`` starts again).
 
 ``--stop-after-crossings true`` ends each run once its test error has reached both 10 % and 5 % (same crossing
-points, shorter curves; recorded as a deviation); ``--rounds-per-invocation k`` spreads the work over several calls.
+points, shorter curves; recorded as a deviation); ``--rounds-per-invocation k`` spreads the work over several calls;
+``--report-only`` rebuilds the outputs from the runs on disk without running anything.
 
 Cost per round with this protocol, 1 thread, measured on a shared 2-core machine (load about 6, so about 3.5x an idle
 core): train (50 epochs + validation) 8.6 s at 20 labels and 104-114 s at 1,000 labels (about 6.5 s + 0.10 s per
@@ -210,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (processes)")
     parser.add_argument(
         "--rounds-per-invocation", type=int, default=None, help="stop every run after this many rounds (resumable)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild the table, rounds.csv, plot and protocol.json from the runs already in --out "
+        "(e.g. while other invocations are still running some of them)",
     )
     paper = asdict(PAPER)
     for field in fields(Protocol):
@@ -666,15 +673,20 @@ def crossing(rows: list[dict[str, Any]], level: float) -> int | None:
     return None
 
 
-def _format_cell(values: list[int | None], max_acquired: int) -> str:
+def _format_cell(values: list[int | None], complete: list[bool], max_acquired: int) -> str:
+    """Mean +- std of the seeds that reached the level; a run still going is "running", not "not reached"."""
     reached = [v for v in values if v is not None]
+    missed = sum(v is None and done for v, done in zip(values, complete))
+    running = sum(v is None and not done for v, done in zip(values, complete))
     if not reached:
-        return f"not reached (> {max_acquired})"
-    mean = float(np.mean(reached))
-    text = f"{mean:.0f} ± {float(np.std(reached, ddof=1)):.0f}" if len(reached) > 1 else f"{mean:.0f}"
-    if len(reached) < len(values):
-        text += f" ({len(reached)}/{len(values)} seeds; others not reached by {max_acquired})"
-    return text
+        text = f"not reached (> {max_acquired})" if missed else "running"
+    else:
+        mean = float(np.mean(reached))
+        text = f"{mean:.0f} ± {float(np.std(reached, ddof=1)):.0f}" if len(reached) > 1 else f"{mean:.0f}"
+    notes = [f"{len(reached)}/{len(values)} seeds"] if reached and len(reached) < len(values) else []
+    notes += [f"{missed} not reached by {max_acquired}"] if missed and reached else []
+    notes += [f"{running} still running"] if running and (reached or missed) else []
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def build_table(rows: list[dict[str, Any]], heuristics: list[str], protocol: Protocol) -> list[dict[str, Any]]:
@@ -698,7 +710,7 @@ def build_table(rows: list[dict[str, Any]], heuristics: list[str], protocol: Pro
             values = [crossing(by_seed[s], level) for s in sorted(by_seed)]
             reached = [v for v in values if v is not None]
             entry[f"ours_{key}_per_seed"] = values
-            entry[f"ours_{key}"] = _format_cell(values, max_acquired) if values else "no run"
+            entry[f"ours_{key}"] = _format_cell(values, entry["complete"], max_acquired) if values else "no run"
             entry[f"ours_{key}_mean"] = float(np.mean(reached)) if reached else None
             paper = PAPER_TABLE.get(heuristic, (None, None))[ERROR_LEVELS.index(level)]
             entry[f"paper_{key}"] = paper
@@ -735,11 +747,11 @@ def table_markdown(table: list[dict[str, Any]], protocol: Protocol, rows: list[d
             f"| {e['name']} | {e['ours_10%']} | {e['paper_10%']} | {ratios[0]} | {e['ours_5%']} | {e['paper_5%']} | "
             f"{ratios[1]} | {complete} |"
         )
-    lines += ["", "Per seed (acquired images at 10% / 5%; '–' = not reached):", ""]
+    lines += ["", "Per seed (acquired images at 10% / 5%; '–' = not reached, '…' = still running):", ""]
     for e in table:
         per = ", ".join(
-            f"seed {s}: {_dash(a)} / {_dash(b)}"
-            for s, a, b in zip(e["seeds"], e["ours_10%_per_seed"], e["ours_5%_per_seed"])
+            f"seed {s}: {_dash(a, done)} / {_dash(b, done)}"
+            for s, a, b, done in zip(e["seeds"], e["ours_10%_per_seed"], e["ours_5%_per_seed"], e["complete"])
         )
         lines.append(f"- {e['name']}: {per}")
     lines += ["", "## Protocol", "", "```", json.dumps(asdict(protocol), indent=1), "```", ""]
@@ -769,8 +781,8 @@ def table_markdown(table: list[dict[str, Any]], protocol: Protocol, rows: list[d
     return "\n".join(lines) + "\n"
 
 
-def _dash(value: int | None) -> str:
-    return "–" if value is None else str(value)
+def _dash(value: int | None, complete: bool = True) -> str:
+    return str(value) if value is not None else ("–" if complete else "…")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -874,11 +886,15 @@ def summarize(settings: Settings) -> str:
 
 # --------------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    settings = resolve_settings(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    settings, report_only = resolve_settings(args), args.report_only
     settings.out.mkdir(parents=True, exist_ok=True)
     runs = [(h, s) for s in settings.seeds for h in settings.heuristics]  # seed-major: a full table row comes early
     for heuristic, seed in runs:  # refuse mixed settings before anything runs
         run_state(run_dir(settings.out, heuristic, seed), run_config(settings.protocol, heuristic, seed))
+    if report_only:
+        print(summarize(settings), flush=True)
+        return 0
     p = settings.protocol
     print(
         f"label_efficiency: {len(runs)} runs x {p.num_rounds} rounds (T={p.mc_iterations}, epochs={p.epochs}, "

@@ -108,6 +108,15 @@ def test_quick_run_writes_outputs_resumes_and_never_recomputes(tmp_path):
     assert "[bald seed 0] skipped" in log and "[random seed 0] skipped" in log
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_files if p.is_file()} == before
 
+    # 4) --report-only rebuilds the outputs from the runs on disk and starts none (seed 1 has no run yet)
+    expected = {name: (out / name).read_text() for name in ("table.md", "rounds.csv")}
+    for name in expected:
+        (out / name).unlink()
+    _invoke(out, "--report-only", "--seeds", "2")
+    assert not (out / "runs" / "bald_seed1").exists() and not (out / "runs" / "random_seed1").exists()
+    assert {name: (out / name).read_text() for name in expected} == expected
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_files if p.is_file()} == before
+
 
 @needs_mnist
 def test_a_run_folder_is_never_continued_with_other_settings(tmp_path):
@@ -144,9 +153,13 @@ def test_crossing_points_and_table_cells():
     assert le.crossing(rows([0.3, 0.12, 0.10, 0.11, 0.04]), 0.10) == 20
     assert le.crossing(rows([0.3, 0.12, 0.10, 0.11, 0.04]), 0.05) == 40
     assert le.crossing(rows([0.3, 0.2]), 0.05) is None
-    assert le._format_cell([100, 120, 140], 980) == "120 ± 20"
-    assert le._format_cell([None, None], 480) == "not reached (> 480)"
-    assert le._format_cell([100, None], 480) == "100 (1/2 seeds; others not reached by 480)"  # no std of one value
+    assert le._format_cell([100, 120, 140], [True] * 3, 980) == "120 ± 20"
+    assert le._format_cell([None, None], [True, True], 480) == "not reached (> 480)"
+    assert le._format_cell([100, None], [True, True], 480) == "100 (1/2 seeds; 1 not reached by 480)"  # no std of one
+    # a run still going has not failed to reach the level: it is counted apart
+    assert le._format_cell([100, None], [True, False], 480) == "100 (1/2 seeds; 1 still running)"
+    assert le._format_cell([None, None], [True, False], 480) == "not reached (> 480) (1 still running)"
+    assert le._format_cell([None], [False], 480) == "running"
 
 
 def test_deviations_list_every_setting_that_differs_from_the_paper():
