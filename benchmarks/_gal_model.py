@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from alkit.active.dropout_masks import dropout_mask
 from alkit.lightning import pl
 
 Callback = pl.callbacks.Callback
@@ -41,17 +42,16 @@ class ByteDropout(nn.Dropout):
     0.5 -> 128) an element is dropped when a uniform random byte is below ``p * 256``: the same Bernoulli(p)
     mask, the same ``1 / (1 - p)`` scaling, eight elements per 64-bit draw of torch's generator (so it is
     reproducible with ``torch.manual_seed``). Other ``p`` and small inputs use ``nn.Dropout``'s own path.
-    It stays an ``nn.Dropout`` so alkit's ``mc_dropout`` switches it on for scoring like any dropout layer.
+    It stays an ``nn.Dropout`` so alkit's ``mc_dropout`` switches it on for scoring like any dropout layer. The mask
+    is :func:`alkit.active.dropout_masks.dropout_mask`'s byte path; this layer uses it in training too, where
+    alkit's scorer serves plain ``nn.Dropout`` layers that way only while it scores.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         threshold = self.p * 256
         if not self.training or self.p == 0 or threshold != int(threshold) or x.numel() < 4096 or self.p >= 1:
             return super().forward(x)
-        count = x.numel()
-        words = torch.randint(-(2**63), 2**63 - 1, ((count + 7) // 8,), dtype=torch.int64, device=x.device)
-        keep = words.view(torch.uint8)[:count].view(x.shape) >= int(threshold)
-        return x.mul(keep).mul_(1.0 / (1.0 - self.p))
+        return x.mul(dropout_mask(x.shape, self.p, x.device)).mul_(1.0 / (1.0 - self.p))  # the byte path there
 
 
 def glorot_uniform_(module: nn.Module, generator: torch.Generator | None = None) -> None:
