@@ -355,7 +355,8 @@ def score_pool(
     device = torch.device(device) if device is not None else _model_device(model)
     split = _find_feature_split(model) if (feature_cache and has_dropout and iterations > 1) else None
     split_checked = split is None
-    masks = fast_dropout_masks if dropout_masks == "fast" else (lambda _: nullcontext())
+    # served for the whole call: a layer draws its fast masks only while `mc_dropout` has it in training mode
+    masks = fast_dropout_masks(dropout_modules(model)) if dropout_masks == "fast" else nullcontext()
 
     scores: list[np.ndarray] = []
     pending: list[np.ndarray] = []  # streamed chunks not scored yet (see `_SCORE_BLOCK_ELEMENTS`)
@@ -366,7 +367,7 @@ def score_pool(
     seen = 0
     # inference mode (as Lightning's own predict loop): no autograd bookkeeping at all, which also makes the loader's
     # per-sample indexing of tensor datasets ~15 % cheaper than under `no_grad`; the results leave as NumPy arrays
-    with torch.inference_mode():
+    with torch.inference_mode(), masks:
         for batch in dataloader:
             inputs = _to_device(_batch_input(batch), device)
             if not split_checked:
@@ -383,7 +384,7 @@ def score_pool(
                     split = None
             # a deterministic model's single pass gives the embeddings too (the hook reads the last layer's input)
             in_pass = tap is not None and tap.embed is None and split is None and not has_dropout
-            with mc_dropout(model, enabled=has_dropout) as active, masks(active):
+            with mc_dropout(model, enabled=has_dropout):
                 features = split.features(inputs) if split is not None else None
                 with tap.capture() if in_pass else nullcontext([]) as captured:
                     for chunk in _mc_probabilities(model, inputs, iterations, split, model_outputs, features):

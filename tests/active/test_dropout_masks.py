@@ -77,6 +77,7 @@ def test_fast_and_torch_masks_score_the_same_distribution():
     np.testing.assert_allclose(fast.scores, torch_masks.scores, atol=0.03)
     assert np.corrcoef(fast.scores, torch_masks.scores)[0, 1] > 0.95
     assert not np.array_equal(fast.probabilities, torch_masks.probabilities)  # really another sampler
+    assert all("forward" not in module.__dict__ for module in model.modules())  # served only while scoring
 
 
 def test_scoring_refuses_an_unknown_mask_kind_before_any_work():
